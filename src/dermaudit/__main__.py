@@ -1,0 +1,7 @@
+"""Allow ``python -m dermaudit``."""
+
+import sys
+
+from dermaudit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""Command line: ``dermaudit report``, ``dermaudit chapter NAME`` and ``dermaudit render``.
+
+``report`` runs the four chapters in order and renders the report. ``chapter`` re-runs one
+chapter with new params, reusing the trained model, and renders again.
+"""
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from dermaudit.exceptions import DermauditError
+from dermaudit.params import load_params
+from dermaudit.runner import CHAPTERS, previous_params, run_chapter, write_run_records
+
+logger = logging.getLogger("dermaudit")
+
+
+def _add_run_arguments(parser):
+    parser.add_argument("--params", type=Path, default=None, help="params YAML file (default: built-in defaults)")
+    parser.add_argument("--data-root", default=None,
+                        help="HAM10000 folder (metadata CSV + image folders); unset uses synthetic demo data")
+    parser.add_argument("--eval-root", default=None,
+                        help="external test set in the same layout, evaluated instead of the internal test split")
+    parser.add_argument("--output-dir", default=None, help="output folder (default: output)")
+    parser.add_argument("--renderer", choices=("auto", "quarto", "pandoc"), default="auto",
+                        help="report renderer: quarto when on PATH, else pandoc + Typst (default: auto)")
+    parser.add_argument("--no-render", action="store_true", help="run the chapters but do not render the report")
+
+
+def build_parser():
+    """Return the argument parser of the ``dermaudit`` command."""
+    parser = argparse.ArgumentParser(prog="dermaudit", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    report = commands.add_parser("report", help="run all four chapters and render the report")
+    _add_run_arguments(report)
+
+    chapter = commands.add_parser("chapter", help="re-run one chapter with new params and render again")
+    chapter.add_argument("name", choices=list(CHAPTERS), help="chapter to run")
+    _add_run_arguments(chapter)
+
+    render = commands.add_parser("render", help="render the report from the executed notebooks")
+    render.add_argument("--output-dir", default="output", help="output folder (default: output)")
+    render.add_argument("--renderer", choices=("auto", "quarto", "pandoc"), default="auto")
+    return parser
+
+
+def _resolve(args, inherit_data_root):
+    output_dir = args.output_dir or "output"
+    data_root = args.data_root or None
+    if inherit_data_root and not data_root:
+        # A single chapter must see the data the model was trained on; take it from the last run.
+        data_root = previous_params(output_dir).get("data_root")
+        if data_root:
+            logger.info("using data_root %s from the last run (output/params.yaml)", data_root)
+    return load_params(args.params, data_root=data_root, eval_root=args.eval_root or None,
+                       output_dir=args.output_dir)
+
+
+def _render(output_dir, renderer):
+    from dermaudit.report.render import render_report
+
+    paths = render_report(Path.cwd(), Path(output_dir), renderer=renderer)
+    for kind, path in paths.items():
+        logger.info("%s report: %s", kind.upper(), path)
+
+
+def run(args):
+    """Execute the parsed command."""
+    if args.command == "render":
+        _render(args.output_dir, args.renderer)
+        return
+
+    params = _resolve(args, inherit_data_root=args.command == "chapter")
+    write_run_records(params, args.params)
+    names = list(CHAPTERS) if args.command == "report" else [args.name]
+    for name in names:
+        start = time.perf_counter()
+        run_chapter(name, params, project_dir=Path.cwd())
+        logger.info("chapter %s finished in %.0f s", name, time.perf_counter() - start)
+    if not args.no_render:
+        _render(params.output_dir, args.renderer)
+
+
+def main(argv=None):
+    """Entry point of the ``dermaudit`` command; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except DermauditError as err:
+        logger.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Evaluation runs that combine prediction with the metrics: clean test set, corruption sweep, uncertainty.
+
+Each function returns tables or JSON-ready dicts; chapters write them to ``output/eval/`` and
+draw them with :mod:`dermaudit.figures`.
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from dermaudit.calibration import softmax
+from dermaudit.classes import CLASSES
+from dermaudit.corruptions import CORRUPTIONS, apply_corruption
+from dermaudit.metrics import evaluate_predictions
+from dermaudit.prediction import predict_logits
+
+logger = logging.getLogger(__name__)
+
+SWEEP_METRICS = ("balanced_accuracy", "macro_f1", "macro_auroc", "macro_auprc", "macro_sens_at_95spec", "accuracy")
+
+
+def predictions_table(df, y_prob):
+    """Return one row per image: image_id, lesion_id, true and predicted class, confidence and class probabilities."""
+    table = pd.DataFrame({
+        "image_id": df["image_id"].to_numpy(),
+        "lesion_id": df["lesion_id"].to_numpy(),
+        "true": df["dx"].to_numpy(),
+        "predicted": np.asarray(CLASSES)[y_prob.argmax(axis=1)],
+        "confidence": y_prob.max(axis=1),
+    })
+    for k, name in enumerate(CLASSES):
+        table[f"p_{name}"] = y_prob[:, k]
+    return table
+
+
+def overall_table(report, metrics=SWEEP_METRICS):
+    """Return the overall metrics of an evaluation report as a table with CI columns."""
+    rows = [{"metric": m, **report["overall"][m]} for m in metrics if m in report["overall"]]
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def per_class_table(report):
+    """Return the per-class metrics of an evaluation report, formatted "value [low, high]"."""
+    def fmt(cell):
+        if cell["value"] is None:
+            return "undefined"
+        return f"{cell['value']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]"
+
+    rows = {}
+    for name in CLASSES:
+        entry = report["per_class"][name]
+        rows[name] = {"n positive": entry["n_positive"], "AUROC": fmt(entry["auroc"]), "AUPRC": fmt(entry["auprc"]),
+                      "sensitivity at 95% specificity": fmt(entry["sens_at_95spec"])}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def corruption_sweep(model, subset, clean_report, names=None, severities=(1, 2, 3, 4, 5), n_bootstrap=200,
+                     seed=0, progress=True, **predict_kwargs):
+    """Evaluate `model` on every corruption and domain shift at every severity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table with columns corruption, kind, severity, metric, value, ci_low, ci_high
+        and delta (value minus the clean value).
+    """
+    names = list(names) if names else CORRUPTIONS.names()
+    conditions = [(name, severity) for name in names for severity in severities]
+    rows = []
+    for name, severity in tqdm(conditions, desc="corruptions", disable=not progress):
+        kind = CORRUPTIONS.get(name).kind
+        shifted = apply_corruption(name, subset.images, severity, seed=seed)
+        y_prob = softmax(predict_logits(model, shifted, **predict_kwargs))
+        report = evaluate_predictions(subset.y_true, y_prob, groups=subset.groups, n_bootstrap=n_bootstrap, seed=seed)
+        for metric in SWEEP_METRICS:
+            cell = report["overall"][metric]
+            clean = clean_report["overall"][metric]["value"]
+            delta = None if cell["value"] is None or clean is None else cell["value"] - clean
+            rows.append(dict(corruption=name, kind=kind, severity=severity, metric=metric, **cell, delta=delta))
+    return pd.DataFrame(rows)
+
+
+def sweep_summary(sweep, metric="balanced_accuracy"):
+    """Return a corruption x severity table of `metric` change from clean."""
+    table = sweep[sweep["metric"] == metric]
+    return table.pivot_table(index=["kind", "corruption"], columns="severity", values="delta", sort=False)

@@ -1,0 +1,162 @@
+"""Failure-case selection, Grad-CAM maps and the written diagnosis of each case.
+
+CAM methods come from pytorch-grad-cam (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations
+from Deep Networks via Gradient-based Localization", and the variants registered below).
+
+Limits: the diagnosis text is a rule-based reading of measured facts (confidence, rank of the
+true class, where the CAM mass lies, MC-Dropout disagreement). It states what the numbers show;
+it is no dermatologist's judgement.
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytorch_grad_cam
+import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from dermaudit.classes import CLASSES, CLASS_DESCRIPTIONS
+from dermaudit.models import normalization
+from dermaudit.registry import Registry
+from dermaudit.transforms import normalize_batch, to_chw_tensor
+
+logger = logging.getLogger(__name__)
+
+CAM_METHODS = Registry("CAM method")
+CAM_METHODS.register("gradcam")(pytorch_grad_cam.GradCAM)
+CAM_METHODS.register("gradcam++")(pytorch_grad_cam.GradCAMPlusPlus)
+CAM_METHODS.register("hirescam")(pytorch_grad_cam.HiResCAM)
+CAM_METHODS.register("layercam")(pytorch_grad_cam.LayerCAM)
+CAM_METHODS.register("eigencam")(pytorch_grad_cam.EigenCAM)
+
+MELANOMA = CLASSES.index("mel")
+
+
+def select_failure_cases(y_true, y_prob, n_cases=4):
+    """Choose failure cases: the most confident errors, plus the most confidently missed melanoma.
+
+    Parameters
+    ----------
+    y_true : numpy.ndarray of shape (n_samples,)
+    y_prob : numpy.ndarray of shape (n_samples, n_classes)
+    n_cases : int
+        Total number of cases; at least 2 when that many errors exist.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per case with the row position ``index``, ``reason``, ``true``, ``predicted``
+        and ``confidence``, ordered by selection. Empty when the model makes no error.
+    """
+    y_pred = y_prob.argmax(axis=1)
+    confidence = y_prob.max(axis=1)
+    errors = np.flatnonzero(y_pred != y_true)
+    chosen = []
+
+    missed_mel = errors[y_true[errors] == MELANOMA]
+    if len(missed_mel):
+        worst = missed_mel[np.argmin(y_prob[missed_mel, MELANOMA])]
+        chosen.append((worst, "missed melanoma (lowest melanoma probability among missed melanomas)"))
+
+    for index in errors[np.argsort(-confidence[errors], kind="stable")]:
+        if len(chosen) >= n_cases:
+            break
+        if index not in {c[0] for c in chosen}:
+            chosen.append((index, "confident error"))
+
+    return pd.DataFrame({
+        "index": [int(i) for i, _ in chosen],
+        "reason": [r for _, r in chosen],
+        "true": [CLASSES[y_true[i]] for i, _ in chosen],
+        "predicted": [CLASSES[y_pred[i]] for i, _ in chosen],
+        "confidence": [float(confidence[i]) for i, _ in chosen],
+    })
+
+
+def default_target_layers(model):
+    """Return the last feature stage of a timm model (``feature_info[-1]``) as the CAM target layer."""
+    info = getattr(model, "feature_info", None)
+    if not info:
+        raise ValueError(f"{type(model).__name__} has no timm feature_info; pass target_layers explicitly.")
+    return [model.get_submodule(info[-1]["module"])]
+
+
+def compute_cams(model, images, target_classes, method="gradcam", target_layers=None, device="cpu"):
+    """Return class activation maps for uint8 images.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        uint8 (n_images, H, W, 3).
+    target_classes : sequence of int
+        The class whose evidence each map shows (usually the predicted class).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (n_images, H, W) with values in [0, 1].
+    """
+    cam_class = CAM_METHODS.get(method)
+    model.eval()
+    layers = target_layers or default_target_layers(model)
+    x = normalize_batch(to_chw_tensor(images).to(device), *normalization(model)).requires_grad_(True)
+    targets = [ClassifierOutputTarget(int(c)) for c in target_classes]
+    with cam_class(model=model, target_layers=layers) as cam:
+        maps = cam(input_tensor=x, targets=targets)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def cam_center_fraction(cam, center_fraction=0.5):
+    """Return the share of CAM mass inside the central square covering `center_fraction` of each side.
+
+    Lesions are centred in dermoscopy images, so a low share means the evidence lies in the
+    border: skin, hair, rulers or vignetting.
+    """
+    h, w = cam.shape
+    top, left = int(h * (1 - center_fraction) / 2), int(w * (1 - center_fraction) / 2)
+    total = float(cam.sum())
+    if total <= 0:
+        return float("nan")
+    return float(cam[top:h - top, left:w - left].sum()) / total
+
+
+def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=None):
+    """Return (diagnosis, mitigation) sentences for one failure case from its measured facts.
+
+    Parameters
+    ----------
+    true, predicted : str
+        Class codes.
+    y_prob_row : numpy.ndarray of shape (n_classes,)
+    center_share : float
+        :func:`cam_center_fraction` of the case's CAM.
+    mc_disagreement : float, optional
+        Share of MC-Dropout passes whose prediction differs from the mean prediction.
+    """
+    order = np.argsort(-y_prob_row)
+    true_rank = int(np.flatnonzero(order == CLASSES.index(true))[0]) + 1
+    p_pred, p_true = float(y_prob_row.max()), float(y_prob_row[CLASSES.index(true)])
+
+    parts = [f"The model calls this {CLASS_DESCRIPTIONS[true]} ({true}) a {CLASS_DESCRIPTIONS[predicted]} "
+             f"({predicted}) with probability {p_pred:.2f}; the true class gets {p_true:.2f} (rank {true_rank} of 7)."]
+    if center_share == center_share:  # not NaN
+        where = "on the lesion" if center_share >= 0.5 else "largely outside the lesion centre (skin, hair or artefacts)"
+        parts.append(f"{center_share:.0%} of the Grad-CAM mass lies in the central quarter of the image, so the evidence is {where}.")
+    if mc_disagreement is not None:
+        parts.append(f"{mc_disagreement:.0%} of MC-Dropout passes disagree with the mean prediction.")
+
+    mitigation = []
+    if true == "mel":
+        mitigation.append("Melanoma is the costly miss: flag cases whose melanoma probability exceeds a threshold "
+                          "set for high sensitivity on validation data, rather than using the arg-max.")
+    if p_pred >= 0.8:
+        mitigation.append("The error is confident, so uncertainty-based referral would not catch it; "
+                          "more training examples of this confusion and calibrated probabilities are needed.")
+    else:
+        mitigation.append("The prediction is not confident; refer images with low top-class probability "
+                          "or high MC-Dropout disagreement to a dermatologist.")
+    if center_share == center_share and center_share < 0.5:
+        mitigation.append("Attention off the lesion suggests shortcut learning: crop or mask the surroundings, "
+                          "remove hair and ruler artefacts, or augment them away.")
+    return " ".join(parts), " ".join(mitigation)

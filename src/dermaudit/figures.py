@@ -1,0 +1,209 @@
+"""Figures of the report. Each function draws already-computed numbers and returns a Figure.
+
+No function here computes a metric: they take the tables and dicts that the metrics,
+calibration and evaluation modules return.
+"""
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
+
+from dermaudit.classes import CLASSES  # noqa: E402
+from dermaudit.io import atomic_path  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def save_figure(fig, path, dpi=150):
+    """Save `fig` to `path` atomically (format from the suffix) and return the path."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def example_grid(images, labels, per_class=4, seed=0):
+    """Draw `per_class` random example images of each class, one row per class."""
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(len(CLASSES), per_class, figsize=(1.6 * per_class, 1.6 * len(CLASSES)))
+    for row, name in enumerate(CLASSES):
+        indices = np.flatnonzero(labels == row)
+        picks = rng.choice(indices, size=min(per_class, len(indices)), replace=False) if len(indices) else []
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(picks):
+                ax.imshow(images[picks[col]])
+        axes[row, 0].set_title(name, loc="left", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def class_distribution(df, split):
+    """Draw the number of images of each class in each split."""
+    counts = pd.crosstab(df["dx"], split).reindex(index=list(CLASSES), fill_value=0)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    counts.plot.bar(ax=ax, rot=0)
+    ax.set_xlabel("diagnosis (dx)")
+    ax.set_ylabel("images")
+    ax.set_yscale("log")
+    ax.legend(title="split")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history):
+    """Draw training and validation loss, and validation balanced accuracy and macro-F1, per epoch."""
+    table = pd.DataFrame(history)
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax_loss.plot(table["epoch"], table["train_loss"], marker="o", label="train")
+    ax_loss.plot(table["epoch"], table["val_loss"], marker="o", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_loss.legend()
+    ax_score.plot(table["epoch"], table["val_balanced_accuracy"], marker="o", label="balanced accuracy")
+    ax_score.plot(table["epoch"], table["val_macro_f1"], marker="o", label="macro-F1")
+    best = table.loc[table["val_balanced_accuracy"].idxmax()]
+    ax_score.axvline(best["epoch"], color="grey", linestyle="--", label=f"best epoch ({int(best['epoch'])})")
+    ax_score.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1))
+    ax_score.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(matrix, normalize=True):
+    """Draw a 7x7 confusion matrix (rows true, columns predicted); row-normalized when `normalize`."""
+    counts = np.asarray(matrix, dtype=float)
+    shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sns.heatmap(shown, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", vmin=0,
+                xticklabels=CLASSES, yticklabels=CLASSES, ax=ax, cbar=False)
+    ax.set(xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    return fig
+
+
+def per_class_metrics_figure(per_class, metrics=("auroc", "auprc", "sens_at_95spec")):
+    """Draw per-class metrics with their confidence intervals as error bars.
+
+    `per_class` is the ``per_class`` dict of an evaluation report: class -> metric ->
+    {"value", "ci_low", "ci_high"}.
+    """
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), sharey=True)
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        values = [per_class[c][metric] for c in CLASSES]
+        point = np.array([v["value"] if v["value"] is not None else np.nan for v in values], dtype=float)
+        low = np.array([v["ci_low"] if v["ci_low"] is not None else np.nan for v in values], dtype=float)
+        high = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in values], dtype=float)
+        ax.bar(CLASSES, point, color=sns.color_palette()[0])
+        ax.errorbar(CLASSES, point, yerr=[point - low, high - point], fmt="none", ecolor="black", capsize=3)
+        ax.set(title=metric, ylim=(0, 1.05))
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def shift_curves(sweep, metric="balanced_accuracy", clean_value=None):
+    """Draw `metric` against severity for each corruption and domain shift, with CI bands.
+
+    `sweep` is the long table of the robustness sweep (columns corruption, kind, severity,
+    metric, value, ci_low, ci_high).
+    """
+    table = sweep[sweep["metric"] == metric]
+    kinds = list(dict.fromkeys(table["kind"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 3.8), sharey=True, squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        for name, rows in table[table["kind"] == kind].groupby("corruption", sort=False):
+            ax.plot(rows["severity"], rows["value"], marker="o", label=name)
+            ax.fill_between(rows["severity"], rows["ci_low"], rows["ci_high"], alpha=0.15)
+        if clean_value is not None:
+            ax.axhline(clean_value, color="black", linestyle="--", label="clean")
+        ax.set(xlabel="severity", ylabel=metric.replace("_", " "), title=kind.replace("_", " "),
+               xticks=sorted(table["severity"].unique()))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def corruption_examples(images_by_condition, titles):
+    """Draw one image under several corruptions side by side."""
+    fig, axes = plt.subplots(1, len(images_by_condition), figsize=(1.7 * len(images_by_condition), 2.0))
+    for ax, image, title in zip(np.atleast_1d(axes), images_by_condition, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def slice_figure(slice_table, metric="balanced_accuracy"):
+    """Draw `metric` per group for every slice, with each bar labelled by its n."""
+    slices = list(dict.fromkeys(slice_table["slice"]))
+    n_cols = min(3, len(slices))
+    n_rows = int(np.ceil(len(slices) / n_cols))
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.2 * n_rows), squeeze=False)
+    for ax, name in zip(axes.flat, slices):
+        rows = slice_table[slice_table["slice"] == name]
+        bars = ax.bar(rows["group"].astype(str), rows[metric], color=sns.color_palette()[1])
+        ax.bar_label(bars, labels=[f"n={n}" for n in rows["n"]], fontsize=7)
+        ax.set(title=name.replace("_", " "), ylim=(0, 1.1), ylabel=metric.replace("_", " "))
+        ax.tick_params(axis="x", rotation=35, labelsize=8)
+    for ax in list(axes.flat)[len(slices):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(curve, title, ece=None):
+    """Draw a reliability diagram from a :func:`dermaudit.calibration.reliability_curve` table."""
+    fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(4.5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width = curve["bin_upper"] - curve["bin_lower"]
+    ax.bar(curve["bin_lower"], curve["accuracy"].fillna(0), width=width, align="edge", edgecolor="black",
+           label="accuracy")
+    ax.bar(curve["bin_lower"], (curve["mean_confidence"] - curve["accuracy"]).fillna(0),
+           bottom=curve["accuracy"].fillna(0), width=width, align="edge", color="red", alpha=0.3, label="gap")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
+    ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title=title if ece is None else f"{title} (ECE {ece:.3f})")
+    ax.legend(loc="upper left", fontsize=8)
+    ax_count.bar(curve["bin_lower"], curve["count"], width=width, align="edge", color="grey")
+    ax_count.set(xlabel="confidence (top-class probability)", ylabel="images")
+    fig.tight_layout()
+    return fig
+
+
+def uncertainty_figure(uncertainty, correct, label):
+    """Draw the distribution of an uncertainty score for correct and wrong predictions."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    frame = pd.DataFrame({label: uncertainty, "prediction": np.where(correct, "correct", "wrong")})
+    sns.histplot(frame, x=label, hue="prediction", stat="density", common_norm=False, bins=25, ax=ax,
+                 element="step")
+    fig.tight_layout()
+    return fig
+
+
+def case_figure(image, cam, y_prob_row, title):
+    """Draw one case: the image, its Grad-CAM overlay and the class probabilities."""
+    rgb = np.asarray(image, dtype=np.float32) / 255.0
+    overlay = show_cam_on_image(rgb, cam, use_rgb=True)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    axes[1].imshow(overlay)
+    axes[1].set_title("Grad-CAM (predicted class)")
+    for ax in axes[:2]:
+        ax.axis("off")
+    axes[2].barh(CLASSES, y_prob_row, color=sns.color_palette()[0])
+    axes[2].invert_yaxis()
+    axes[2].set(xlim=(0, 1), xlabel="probability")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
