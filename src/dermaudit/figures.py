@@ -6,18 +6,14 @@ calibration and evaluation modules return.
 
 import logging
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from pytorch_grad_cam.utils.image import show_cam_on_image
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from pytorch_grad_cam.utils.image import show_cam_on_image  # noqa: E402
-
-from dermaudit.classes import CLASSES  # noqa: E402
-from dermaudit.io import atomic_path  # noqa: E402
+from dermaudit.classes import CLASSES
+from dermaudit.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +161,22 @@ def slice_figure(slice_table, metric="balanced_accuracy"):
 def reliability_diagram(curve, title, ece=None):
     """Draw a reliability diagram from a :func:`dermaudit.calibration.reliability_curve` table."""
     fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(4.5, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    _draw_reliability(ax, ax_count, curve, title, ece)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_grid(curves, eces):
+    """Draw several reliability diagrams side by side; `curves` and `eces` map a method name to its table and ECE."""
+    fig, axes = plt.subplots(2, len(curves), figsize=(3.6 * len(curves), 4.8), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for col, (name, curve) in enumerate(curves.items()):
+        _draw_reliability(axes[0, col], axes[1, col], curve, name, eces.get(name))
+    fig.tight_layout()
+    return fig
+
+
+def _draw_reliability(ax, ax_count, curve, title, ece):
     width = curve["bin_upper"] - curve["bin_lower"]
     ax.bar(curve["bin_lower"], curve["accuracy"].fillna(0), width=width, align="edge", edgecolor="black",
            label="accuracy")
@@ -175,9 +187,7 @@ def reliability_diagram(curve, title, ece=None):
            title=title if ece is None else f"{title} (ECE {ece:.3f})")
     ax.legend(loc="upper left", fontsize=8)
     ax_count.bar(curve["bin_lower"], curve["count"], width=width, align="edge", color="grey")
-    ax_count.set(xlabel="confidence (top-class probability)", ylabel="images")
-    fig.tight_layout()
-    return fig
+    ax_count.set(xlabel="confidence", ylabel="images")
 
 
 def uncertainty_figure(uncertainty, correct, label):

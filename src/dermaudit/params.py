@@ -106,6 +106,9 @@ def _check_ranges(params, source):
             raise ParamsError(f"{source}: parameter {key!r} must be at least 1, got {getattr(params, key)!r}.")
     if not 0.0 <= params.drop_rate < 1.0:
         raise ParamsError(f"{source}: parameter 'drop_rate' must be in [0, 1), got {params.drop_rate!r}.")
+    if not 2 <= params.n_cases <= 6:
+        raise ParamsError(f"{source}: parameter 'n_cases' must be between 2 and 6 (the cases chapter has six figure "
+                          f"slots), got {params.n_cases!r}.")
     if params.tta_transforms > 8:
         raise ParamsError(f"{source}: parameter 'tta_transforms' must be at most 8 (the flips and 90-degree rotations), "
                           f"got {params.tta_transforms!r}.")

@@ -86,7 +86,8 @@ def train_one_epoch(model, loader, optimizer, criterion, device, norm, channels_
 
 
 def evaluate(model, images, labels, device, batch_size, channels_last):
-    """Return validation loss, balanced accuracy and macro-F1 of `model` on `images`."""
+    """Return validation loss, balanced accuracy and macro-F1 of `model` on `images`, in eval mode."""
+    model.eval()
     logits = predict_logits(model, images, device=device, batch_size=batch_size,
                             channels_last=channels_last, progress=False)
     loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
@@ -137,5 +138,6 @@ def fit(model, train_images, train_labels, val_images, val_labels, params, devic
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     model.load_state_dict(best_state)
+    model.eval()
     save_checkpoint(checkpoint_path, model, dict(checkpoint_meta, best_epoch=best["epoch"], best=best, history=history))
     return history, best

@@ -7,16 +7,18 @@ chapter 1 wrote, so any of them can be re-run with new evaluation params without
 import dataclasses
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from dermaudit.classes import CLASSES
 from dermaudit.data import ensure_synthetic_dataset, is_synthetic, load_image_cache, load_metadata
 from dermaudit.data import split_by_lesion, write_split
 from dermaudit.exceptions import DataValidationError, WeightsError
-from dermaudit.io import read_json, write_json
+from dermaudit.io import atomic_path, read_json, write_json
 from dermaudit.models import create_model, load_checkpoint, resolve_device
 from dermaudit.training import fit, training_fingerprint
 
@@ -198,3 +200,15 @@ def read_history(params, meta):
     """Return the training history: history.json when present, else the one stored in the checkpoint."""
     path = output_paths(params.output_dir)["history"]
     return read_json(path) if path.is_file() else meta.get("history", [])
+
+
+def save_original_image(source, path):
+    """Save the full-resolution original image `source` as JPEG at `path` (copied byte for byte when it is a JPEG)."""
+    source, path = Path(source), Path(path)
+    with atomic_path(path) as tmp:
+        if source.suffix.lower() in (".jpg", ".jpeg"):
+            shutil.copyfile(source, tmp)
+        else:
+            with Image.open(source) as image:
+                image.convert("RGB").save(tmp, format="JPEG", quality=95)
+    return path
