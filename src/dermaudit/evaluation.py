@@ -44,8 +44,10 @@ def overall_table(report, metrics=SWEEP_METRICS):
 def per_class_table(report):
     """Return the per-class metrics of an evaluation report, formatted "value [low, high]"."""
     def fmt(cell):
-        if cell["value"] is None:
+        if cell["value"] is None or pd.isna(cell["value"]):
             return "undefined"
+        if cell["ci_low"] is None or pd.isna(cell["ci_low"]):
+            return f"{cell['value']:.3f}"
         return f"{cell['value']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]"
 
     rows = {}
@@ -77,8 +79,8 @@ def corruption_sweep(model, subset, clean_report, names=None, severities=(1, 2, 
         for metric in SWEEP_METRICS:
             cell = report["overall"][metric]
             clean = clean_report["overall"][metric]["value"]
-            delta = None if cell["value"] is None or clean is None else cell["value"] - clean
-            rows.append(dict(corruption=name, kind=kind, severity=severity, metric=metric, **cell, delta=delta))
+            rows.append(dict(corruption=name, kind=kind, severity=severity, metric=metric, value=cell["value"],
+                             ci_low=cell["ci_low"], ci_high=cell["ci_high"], delta=cell["value"] - clean))
     return pd.DataFrame(rows)
 
 

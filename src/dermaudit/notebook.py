@@ -43,8 +43,13 @@ def show_table(table, digits=3):
 
 def format_ci(cell, digits=3):
     """Format an evaluation cell {"value", "ci_low", "ci_high"} as "0.812 (95% CI 0.780 to 0.840)"."""
-    if cell is None or cell.get("value") is None:
+    if cell is None or _missing(cell.get("value")):
         return "undefined"
-    if cell.get("ci_low") is None:
+    if _missing(cell.get("ci_low")):
         return f"{cell['value']:.{digits}f}"
     return f"{cell['value']:.{digits}f} (95% CI {cell['ci_low']:.{digits}f} to {cell['ci_high']:.{digits}f})"
+
+
+def _missing(value):
+    # Undefined metrics are NaN in memory and null (None) after a JSON round trip.
+    return value is None or pd.isna(value)
