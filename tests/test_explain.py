@@ -55,6 +55,7 @@ def test_unknown_cam_method_lists_names():
 def test_diagnosis_mentions_classes_and_melanoma_mitigation():
     y_prob = probs([(NV, 0.9)])[0]
     diagnosis, mitigation = diagnose_case("mel", "nv", y_prob, center_share=0.3, mc_disagreement=0.1)
-    assert "melanoma (mel)" in diagnosis and "0.90" in diagnosis
+    assert "True class: melanoma (mel)" in diagnosis
+    assert "melanocytic nevus (nv) with probability 0.90" in diagnosis
     assert "30%" in diagnosis
     assert "sensitivity" in mitigation and "shortcut" in mitigation

@@ -135,8 +135,8 @@ def fit_temperature(logits, y_true, max_iter=200):
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ParamsError(f"max_iter must be a positive int, got {max_iter!r}.")
 
-    logit_tensor = torch.as_tensor(logits, dtype=torch.float64)
-    label_tensor = torch.as_tensor(y_true, dtype=torch.long)
+    logit_tensor = torch.tensor(logits, dtype=torch.float64)  # a copy: inputs may be read-only
+    label_tensor = torch.tensor(y_true, dtype=torch.long)
     log_temperature = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_temperature], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 

@@ -88,6 +88,7 @@ def main(argv=None):
     """Entry point of the ``dermaudit`` command; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    logging.getLogger("papermill").setLevel(logging.WARNING)  # the runner logs each chapter itself
     args = build_parser().parse_args(argv)
     try:
         run(args)

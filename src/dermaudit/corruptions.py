@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kernel
 
 from dermaudit.exceptions import DataValidationError, ParamsError
 from dermaudit.registry import Registry

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kernel
 
 from dermaudit.calibration import softmax
 from dermaudit.classes import CLASSES

@@ -57,7 +57,7 @@ def select_failure_cases(y_true, y_prob, n_cases=4):
     missed_mel = errors[y_true[errors] == MELANOMA]
     if len(missed_mel):
         worst = missed_mel[np.argmin(y_prob[missed_mel, MELANOMA])]
-        chosen.append((worst, "missed melanoma (lowest melanoma probability among missed melanomas)"))
+        chosen.append((worst, "missed melanoma with the lowest melanoma probability"))
 
     for index in errors[np.argsort(-confidence[errors], kind="stable")]:
         if len(chosen) >= n_cases:
@@ -138,8 +138,9 @@ def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=Non
     true_rank = int(np.flatnonzero(order == CLASSES.index(true))[0]) + 1
     p_pred, p_true = float(y_prob_row.max()), float(y_prob_row[CLASSES.index(true)])
 
-    parts = [f"The model calls this {CLASS_DESCRIPTIONS[true]} ({true}) a {CLASS_DESCRIPTIONS[predicted]} "
-             f"({predicted}) with probability {p_pred:.2f}; the true class gets {p_true:.2f} (rank {true_rank} of 7)."]
+    parts = [f"True class: {CLASS_DESCRIPTIONS[true]} ({true}). The model predicts {CLASS_DESCRIPTIONS[predicted]} "
+             f"({predicted}) with probability {p_pred:.2f}; the true class gets {p_true:.2f} "
+             f"(rank {true_rank} of {len(CLASSES)})."]
     if center_share == center_share:  # not NaN
         where = "on the lesion" if center_share >= 0.5 else "largely outside the lesion centre (skin, hair or artefacts)"
         parts.append(f"{center_share:.0%} of the Grad-CAM mass lies in the central quarter of the image, so the evidence is {where}.")

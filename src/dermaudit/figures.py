@@ -21,10 +21,12 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 
 def save_figure(fig, path, dpi=150):
-    """Save `fig` to `path` atomically (format from the suffix) and return the path."""
+    """Save `fig` to `path` atomically, in the format of the suffix.
+
+    Returns nothing, so that a notebook cell ending in this call shows only the figure.
+    """
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    return path
 
 
 def example_grid(images, labels, per_class=4, seed=0):
@@ -141,7 +143,7 @@ def corruption_examples(images_by_condition, titles):
 
 
 def slice_figure(slice_table, metric="balanced_accuracy"):
-    """Draw `metric` per group for every slice, with each bar labelled by its n."""
+    """Draw `metric` per group for every slice with its confidence interval, each bar labelled by its n."""
     slices = list(dict.fromkeys(slice_table["slice"]))
     n_cols = min(3, len(slices))
     n_rows = int(np.ceil(len(slices) / n_cols))
@@ -149,7 +151,11 @@ def slice_figure(slice_table, metric="balanced_accuracy"):
     for ax, name in zip(axes.flat, slices):
         rows = slice_table[slice_table["slice"] == name]
         bars = ax.bar(rows["group"].astype(str), rows[metric], color=sns.color_palette()[1])
-        ax.bar_label(bars, labels=[f"n={n}" for n in rows["n"]], fontsize=7)
+        if f"{metric}_ci_low" in rows:
+            ax.errorbar(rows["group"].astype(str), rows[metric],
+                        yerr=[rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]],
+                        fmt="none", ecolor="black", capsize=3)
+        ax.bar_label(bars, labels=[f"n={n}" for n in rows["n"]], fontsize=7, label_type="center")
         ax.set(title=name.replace("_", " "), ylim=(0, 1.1), ylabel=metric.replace("_", " "))
         ax.tick_params(axis="x", rotation=35, labelsize=8)
     for ax in list(axes.flat)[len(slices):]:

@@ -22,8 +22,10 @@ def chapter_params(namespace):
     return resolve_params(values, source="chapter parameters")
 
 
-def setup_logging(level=logging.INFO):
-    """Send dermaudit's log records to stderr in the kernel (the report drops stderr)."""
+def setup_chapter(level=logging.INFO):
+    """Prepare a chapter kernel: dermaudit logs go to stderr (the report drops stderr), and tables show whole cells."""
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", 200)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("dermaudit")
@@ -39,6 +41,15 @@ def md(text):
 def show_table(table, digits=3):
     """Display a DataFrame with floats rounded to `digits` places."""
     display(table.round(digits) if isinstance(table, pd.DataFrame) else table)
+
+
+def format_interval(value, low, high, digits=3):
+    """Format a value and its interval as "0.812 [0.780, 0.840]", or "undefined" when the value is missing."""
+    if _missing(value):
+        return "undefined"
+    if _missing(low):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def format_ci(cell, digits=3):

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kernel
 
 from dermaudit.models import normalization
 from dermaudit.transforms import normalize_batch, to_chw_tensor

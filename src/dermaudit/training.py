@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kernel
 
 from dermaudit.classes import CLASSES
 from dermaudit.models import normalization, save_checkpoint

@@ -27,8 +27,8 @@ def training_augmentation(image_size):
 
 def to_chw_tensor(images):
     """Convert uint8 images (N, H, W, 3) or (H, W, 3) to a uint8 tensor (N, 3, H, W) or (3, H, W)."""
-    array = np.ascontiguousarray(images)
-    tensor = torch.from_numpy(array)
+    # A copy, because the cache is a read-only memmap and torch needs writable memory.
+    tensor = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
     return tensor.permute(0, 3, 1, 2) if tensor.ndim == 4 else tensor.permute(2, 0, 1)
 
 

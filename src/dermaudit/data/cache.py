@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kernel
 
 from dermaudit.exceptions import DataValidationError, ParamsError
 from dermaudit.io import atomic_path

@@ -1,0 +1,186 @@
+"""End-to-end runs of the four real chapter notebooks through papermill, then the real renderer.
+
+Each run uses params/tiny.yaml (32 px, one epoch), once on the synthetic default and once on
+the real HAM10000 sample. The checks recompute reported numbers with scikit-learn.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
+
+from dermaudit.classes import CLASSES
+from dermaudit.cli import main
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SAMPLE = PROJECT_DIR.parent / "shared" / "data" / "ham10000-sample"
+TINY = PROJECT_DIR / "params" / "tiny.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(monkeypatch, *argv):
+    monkeypatch.chdir(PROJECT_DIR)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return main([str(a) for a in argv])
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "output"
+    with pytest.MonkeyPatch.context() as mp:
+        status = run_cli(mp, "report", "--params", TINY, "--output-dir", out)
+    assert status == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory):
+    if not SAMPLE.is_dir():
+        pytest.skip(f"real HAM10000 sample not found at {SAMPLE}")
+    out = tmp_path_factory.mktemp("sample") / "output"
+    with pytest.MonkeyPatch.context() as mp:
+        status = run_cli(mp, "report", "--params", TINY, "--output-dir", out, "--data-root", SAMPLE)
+    assert status == 0
+    return out
+
+
+RUNS = ["synthetic_run", "sample_run"]
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_run_writes_every_output(run, request):
+    out = request.getfixturevalue(run)
+    expected = [
+        "split.csv", "history.json", "model/best.pt", "COMMANDS.txt", "params.yaml", "run.json",
+        "eval/clean_metrics.json", "eval/corruptions.json", "eval/slices.json", "eval/calibration_stats.json",
+        "case_studies/cases.json", "case_studies/case-1.jpg", "case_studies/case-2.jpg",
+        "report/report.html", "report/report.pdf",
+        *[f"eval/calib_reldiag_{m}.png" for m in ("baseline", "temp_scaling", "mc_dropout", "tta")],
+        *[f"notebooks/{stem}.ipynb" for stem in ("01-training", "02-robustness", "03-calibration", "04-cases")],
+    ]
+    missing = [name for name in expected if not (out / name).is_file()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_no_lesion_crosses_splits(run, request):
+    split = pd.read_csv(request.getfixturevalue(run) / "split.csv")
+    assert split.groupby("lesion_id")["split"].nunique().max() == 1
+    assert set(split["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_clean_metrics_match_sklearn(run, request):
+    out = request.getfixturevalue(run)
+    report = json.loads((out / "eval/clean_metrics.json").read_text())
+    predictions = pd.read_csv(out / "eval/predictions_test.csv")
+    y_true = predictions["true"].map(CLASSES.index).to_numpy()
+    y_prob = predictions[[f"p_{c}" for c in CLASSES]].to_numpy()
+
+    assert report["n"] == len(predictions)
+    assert report["overall"]["balanced_accuracy"]["value"] == pytest.approx(
+        balanced_accuracy_score(y_true, y_prob.argmax(axis=1)), abs=1e-9)
+    mel = CLASSES.index("mel")
+    assert report["per_class"]["mel"]["auroc"]["value"] == pytest.approx(
+        roc_auc_score(y_true == mel, y_prob[:, mel]), abs=1e-6)
+    fpr, tpr, _ = roc_curve(y_true == mel, y_prob[:, mel])
+    assert report["per_class"]["mel"]["sens_at_95spec"]["value"] == pytest.approx(tpr[fpr <= 0.05].max(), abs=1e-6)
+    cell = report["overall"]["balanced_accuracy"]
+    assert cell["ci_low"] <= cell["value"] <= cell["ci_high"]
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_temperature_lowers_validation_nll(run, request):
+    stats = json.loads((request.getfixturevalue(run) / "eval/calibration_stats.json").read_text())
+    assert stats["temperature"] > 0
+    assert stats["val_nll_after"] <= stats["val_nll_before"] + 1e-9
+    assert stats["mc_dropout_max_pass_difference"] > 0
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_cases_name_real_test_images(run, request):
+    out = request.getfixturevalue(run)
+    cases = json.loads((out / "case_studies/cases.json").read_text())["cases"]
+    test_ids = set(pd.read_csv(out / "split.csv").query("split == 'test'")["image_id"])
+    assert len(cases) >= 2
+    for case in cases:
+        assert case["image_id"] in test_ids
+        assert case["true"] != case["predicted"]
+        assert sum(case["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert case["diagnosis"] and case["mitigation"]
+
+
+def test_report_html_has_chapters_and_figures(synthetic_run):
+    html = (synthetic_run / "report/report.html").read_text()
+    for title in ("Training", "Robustness", "Calibration and uncertainty", "Case studies"):
+        assert title in html
+    assert html.count("data:image/png;base64") >= 10
+    assert "synthetic" in html.lower()
+
+
+def test_real_report_has_no_synthetic_banner(sample_run):
+    html = (sample_run / "report/report.html").read_text().lower()
+    assert "synthetic demo data" not in html
+
+
+def test_rerunning_one_chapter_keeps_checkpoint(synthetic_run, tmp_path, monkeypatch):
+    checkpoint = synthetic_run / "model/best.pt"
+    before = (sha256(checkpoint), checkpoint.stat().st_mtime_ns)
+    params = tmp_path / "eval.yaml"
+    params.write_text(TINY.read_text() + "n_bootstrap: 30\nseverities: [2]\n")
+
+    assert run_cli(monkeypatch, "chapter", "robustness", "--params", params, "--output-dir", synthetic_run) == 0
+
+    assert (sha256(checkpoint), checkpoint.stat().st_mtime_ns) == before
+    clean = json.loads((synthetic_run / "eval/clean_metrics.json").read_text())
+    assert clean["n_bootstrap"] == 30
+    sweep = json.loads((synthetic_run / "eval/corruptions.json").read_text())["results"]
+    assert {row["severity"] for row in sweep} == {2}
+    assert (synthetic_run / "report/report.html").stat().st_mtime_ns > checkpoint.stat().st_mtime_ns
+
+
+def test_external_test_set_is_used_without_retraining(synthetic_run, monkeypatch):
+    if not SAMPLE.is_dir():
+        pytest.skip(f"real HAM10000 sample not found at {SAMPLE}")
+    checkpoint = synthetic_run / "model/best.pt"
+    before = sha256(checkpoint)
+
+    status = run_cli(monkeypatch, "chapter", "robustness", "--params", TINY, "--output-dir", synthetic_run,
+                     "--eval-root", SAMPLE)
+
+    assert status == 0
+    assert sha256(checkpoint) == before
+    clean = json.loads((synthetic_run / "eval/clean_metrics.json").read_text())
+    assert clean["n"] == 610
+    assert "external" in clean["test_set"]
+    assert "external" in json.loads((synthetic_run / "run.json").read_text())["test_set"]
+
+
+def test_failing_chapter_names_cell_and_keeps_notebook(tmp_path, monkeypatch, caplog):
+    out = tmp_path / "output"
+    stale = out / "notebooks" / "02-robustness.ipynb"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
+
+    status = run_cli(monkeypatch, "chapter", "robustness", "--params", TINY, "--output-dir", out, "--no-render")
+
+    assert status == 1
+    failed = out / "notebooks" / "02-robustness.failed.ipynb"
+    assert failed.is_file()
+    assert not stale.exists()
+    message = caplog.text
+    assert "chapter 'robustness'" in message and "failed in cell" in message and str(failed) in message
+    assert "WeightsError" in message
+    nb = nbformat.read(failed, as_version=4)
+    assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+
