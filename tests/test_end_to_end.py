@@ -6,9 +6,11 @@ the real HAM10000 sample. The checks recompute reported numbers with scikit-lear
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import nbformat
+import pypdf
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,12 +122,49 @@ def test_cases_name_real_test_images(run, request):
         assert case["diagnosis"] and case["mitigation"]
 
 
-def test_report_html_has_chapters_and_figures(synthetic_run):
-    html = (synthetic_run / "report/report.html").read_text()
+def figure_outputs(out):
+    """Return the labels of figure cells that produced an image in the executed notebooks."""
+    labels = []
+    for stem in ("01-training", "02-robustness", "03-calibration", "04-cases"):
+        for cell in nbformat.read(out / "notebooks" / f"{stem}.ipynb", as_version=4).cells:
+            label = next((line.split(":", 1)[1].strip() for line in cell.source.splitlines()
+                          if line.startswith("#| label: fig-")), None)
+            if label and any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+                labels.append(label)
+    return labels
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_report_html_has_chapters_and_figures(run, request):
+    out = request.getfixturevalue(run)
+    html = (out / "report/report.html").read_text()
+    for number, title in enumerate(("Training", "Robustness", "Calibration and uncertainty", "Case studies"), 1):
+        assert re.search(rf'<h1[^>]*><span class="header-section-number">{number}</span> {title}</h1>', html)
+    labels = figure_outputs(out)
+    assert len(labels) >= 12
+    for label in labels:
+        assert f'id="{label}"' in html
+    assert html.count("data:image/png;base64") >= len(labels)
+    assert not re.search(r'(src|href)="https?://', html)
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_report_pdf_has_pages_and_figures(run, request):
+    out = request.getfixturevalue(run)
+    reader = pypdf.PdfReader(out / "report/report.pdf")
+    images = sum(len(page.images) for page in reader.pages)
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert len(reader.pages) >= 8
+    assert images >= len(figure_outputs(out))
     for title in ("Training", "Robustness", "Calibration and uncertainty", "Case studies"):
-        assert title in html
-    assert html.count("data:image/png;base64") >= 10
-    assert "synthetic" in html.lower()
+        assert title in text
+
+
+def test_synthetic_report_has_banner(synthetic_run):
+    html = (synthetic_run / "report/report.html").read_text().lower()
+    first_page = pypdf.PdfReader(synthetic_run / "report/report.pdf").pages[0].extract_text().lower()
+    assert "synthetic demo data" in html
+    assert "synthetic demo data" in first_page
 
 
 def test_real_report_has_no_synthetic_banner(sample_run):
@@ -179,7 +218,9 @@ def test_failing_chapter_names_cell_and_keeps_notebook(tmp_path, monkeypatch, ca
     assert failed.is_file()
     assert not stale.exists()
     message = caplog.text
-    assert "chapter 'robustness'" in message and "failed in cell" in message and str(failed) in message
+    assert "chapter 'robustness'" in message
+    assert "failed in cell" in message
+    assert str(failed) in message
     assert "WeightsError" in message
     nb = nbformat.read(failed, as_version=4)
     assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))

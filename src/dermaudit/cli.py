@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from dermaudit.exceptions import DermauditError
+from dermaudit.data import load_metadata
+from dermaudit.exceptions import ChapterExecutionError, DermauditError
 from dermaudit.params import load_params
 from dermaudit.runner import CHAPTERS, previous_params, run_chapter, write_run_records
 
@@ -59,12 +60,32 @@ def _resolve(args, inherit_data_root):
                        output_dir=args.output_dir)
 
 
+def find_project_dir():
+    """Return the folder holding chapters/ and report.qmd: the working folder, else the source checkout."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "chapters").is_dir() and (candidate / "report.qmd").is_file():
+            return candidate
+    raise ChapterExecutionError(f"no chapters/ folder and report.qmd in {Path.cwd()}; run dermaudit from the "
+                                "project folder (the git checkout), where `make report` works.")
+
+
 def _render(output_dir, renderer):
     from dermaudit.report.render import render_report
 
-    paths = render_report(Path.cwd(), Path(output_dir), renderer=renderer)
+    paths = render_report(find_project_dir(), Path(output_dir), renderer=renderer)
     for kind, path in paths.items():
         logger.info("%s report: %s", kind.upper(), path)
+
+
+def check_data(params):
+    """Validate DATA_ROOT and EVAL_ROOT before any kernel starts, so a bad data set fails at once and by name.
+
+    The chapters validate again when they load the data; image decoding is checked when
+    the image cache is built, which also happens before training.
+    """
+    for root in (params.data_root, params.eval_root):
+        if root:
+            load_metadata(root)
 
 
 def run(args):
@@ -74,11 +95,12 @@ def run(args):
         return
 
     params = _resolve(args, inherit_data_root=args.command == "chapter")
+    check_data(params)
     write_run_records(params, args.params)
     names = list(CHAPTERS) if args.command == "report" else [args.name]
     for name in names:
         start = time.perf_counter()
-        run_chapter(name, params, project_dir=Path.cwd())
+        run_chapter(name, params, project_dir=find_project_dir())
         logger.info("chapter %s finished in %.0f s", name, time.perf_counter() - start)
     if not args.no_render:
         _render(params.output_dir, args.renderer)

@@ -87,7 +87,7 @@ def run_chapter(name, params, project_dir="."):
         os.replace(running, failed)
         final.unlink(missing_ok=True)  # A stale notebook from an earlier run must not reach the report.
         raise ChapterExecutionError(
-            f"chapter {name!r} ({source}) failed in cell {err.exec_count} with {err.ename}: {err.evalue}. "
+            f"chapter {name!r} ({source}) failed in cell {err.exec_count} with {err.ename}: {err.evalue.rstrip('.')}. "
             f"The executed notebook is kept at {failed}; open it to see the traceback, fix the cause and rerun "
             f"`make chapter CHAPTER={name}`."
         ) from err

@@ -160,6 +160,7 @@ def train_or_load(params, run_data):
         model, meta = load_checkpoint(params.checkpoint, device=device)
         logger.info("loaded checkpoint %s (%s at %d px); no training", params.checkpoint, meta["model_name"],
                     meta["image_size"])
+        write_json(paths["history"], meta.get("history", []))
         return model, meta, True
 
     fingerprint = training_fingerprint(params, data_fingerprint(run_data.df))
@@ -167,6 +168,7 @@ def train_or_load(params, run_data):
         model, meta = load_checkpoint(paths["checkpoint"], device=device)
         if meta.get("fingerprint") == fingerprint:
             logger.info("reusing %s: trained with the same params and data", paths["checkpoint"])
+            write_json(paths["history"], meta["history"])
             return model, meta, True
         logger.info("%s was trained with other params or data; training again", paths["checkpoint"])
     if params.retrain == "never":
