@@ -9,7 +9,7 @@ Usage (from the project folder, after `make setup`):
 Each run starts from an empty output folder (default: a fresh folder under /tmp), so the
 image cache, the synthetic data and the model are built from scratch. The record holds the
 command, the machine (CPU count and model, memory, torch version and device), the wall time
-of each chapter and of the render, the peak resident memory of the chapter kernels, and the
+of each chapter, the peak resident memory of the largest process (the CLI or a chapter kernel), and the
 clean balanced accuracy and macro AUROC that the run reported.
 """
 

@@ -48,7 +48,8 @@ def example_grid(images, labels, per_class=4, seed=0):
 
 def class_distribution(df, split):
     """Draw the number of images of each class in each split."""
-    counts = pd.crosstab(df["dx"], split).reindex(index=list(CLASSES), fill_value=0)
+    splits = [name for name in ("train", "val", "test") if name in set(split)]
+    counts = pd.crosstab(df["dx"], split).reindex(index=list(CLASSES), columns=splits, fill_value=0)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     counts.plot.bar(ax=ax, rot=0)
     ax.set_xlabel("diagnosis (dx)")
@@ -89,6 +90,9 @@ def confusion_matrix_figure(matrix, normalize=True):
     return fig
 
 
+METRIC_LABELS = {"auroc": "AUROC", "auprc": "AUPRC", "sens_at_95spec": "sensitivity at 95% specificity"}
+
+
 def per_class_metrics_figure(per_class, metrics=("auroc", "auprc", "sens_at_95spec")):
     """Draw per-class metrics with their confidence intervals as error bars.
 
@@ -103,7 +107,7 @@ def per_class_metrics_figure(per_class, metrics=("auroc", "auprc", "sens_at_95sp
         high = np.array([v["ci_high"] if v["ci_high"] is not None else np.nan for v in values], dtype=float)
         ax.bar(CLASSES, point, color=sns.color_palette()[0])
         ax.errorbar(CLASSES, point, yerr=[point - low, high - point], fmt="none", ecolor="black", capsize=3)
-        ax.set(title=metric, ylim=(0, 1.05))
+        ax.set(title=METRIC_LABELS.get(metric, metric), ylim=(0, 1.05))
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     return fig
@@ -143,21 +147,24 @@ def corruption_examples(images_by_condition, titles):
 
 
 def slice_figure(slice_table, metric="balanced_accuracy"):
-    """Draw `metric` per group for every slice with its confidence interval, each bar labelled by its n."""
+    """Draw `metric` per group for every slice as horizontal bars with confidence intervals and group sizes."""
     slices = list(dict.fromkeys(slice_table["slice"]))
-    n_cols = min(3, len(slices))
+    n_cols = min(2, len(slices))
     n_rows = int(np.ceil(len(slices) / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.2 * n_rows), squeeze=False)
+    most_groups = slice_table.groupby("slice").size().max()
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.5 * n_cols, (0.22 * most_groups + 0.8) * n_rows),
+                             squeeze=False)
     for ax, name in zip(axes.flat, slices):
         rows = slice_table[slice_table["slice"] == name]
-        bars = ax.bar(rows["group"].astype(str), rows[metric], color=sns.color_palette()[1])
+        labels = [f"{group} (n={n})" for group, n in zip(rows["group"], rows["n"])]
+        ax.barh(labels, rows[metric], color=sns.color_palette()[1])
         if f"{metric}_ci_low" in rows:
-            ax.errorbar(rows["group"].astype(str), rows[metric],
-                        yerr=[rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]],
-                        fmt="none", ecolor="black", capsize=3)
-        ax.bar_label(bars, labels=[f"n={n}" for n in rows["n"]], fontsize=7, label_type="center")
-        ax.set(title=name.replace("_", " "), ylim=(0, 1.1), ylabel=metric.replace("_", " "))
-        ax.tick_params(axis="x", rotation=35, labelsize=8)
+            ax.errorbar(rows[metric], labels,
+                        xerr=[rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]],
+                        fmt="none", ecolor="black", capsize=2)
+        ax.set(title=name.replace("_", " "), xlim=(0, 1.05), xlabel=metric.replace("_", " "))
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=8)
     for ax in list(axes.flat)[len(slices):]:
         ax.axis("off")
     fig.tight_layout()
