@@ -113,7 +113,7 @@ def write_run_records(params, params_file, argv=None):
     """Write the resolved params (``params.yaml``) and ``run.json`` describing the run into the output folder."""
     output_dir = Path(params.output_dir).resolve()
     write_text(output_dir / "params.yaml", yaml.safe_dump(params_to_dict(params), sort_keys=False))
-    record_command(output_dir, argv or [Path(sys.argv[0]).name, *sys.argv[1:]])
+    record_command(output_dir, argv or _invocation())
     run = {
         "data_source": "real" if params.data_root else "synthetic",
         "data_root": str(Path(params.data_root).resolve()) if params.data_root else "built-in synthetic demo data",
@@ -126,6 +126,14 @@ def write_run_records(params, params_file, argv=None):
     }
     write_json(output_dir / "run.json", run)
     return run
+
+
+def _invocation():
+    """Return the command line of this process in a form that can be run again."""
+    program = Path(sys.argv[0])
+    if program.name == "__main__.py":  # started as python -m dermaudit
+        return [sys.executable, "-m", "dermaudit", *sys.argv[1:]]
+    return [str(program), *sys.argv[1:]]
 
 
 def previous_params(output_dir):
