@@ -3,7 +3,8 @@ import pytest
 
 from dermaudit.classes import CLASSES
 from dermaudit.exceptions import RegistryError
-from dermaudit.explain import CAM_METHODS, cam_center_fraction, compute_cams, diagnose_case, select_failure_cases
+from dermaudit.explain import (CAM_METHODS, cam_center_fraction, compute_cams, default_target_layers, diagnose_case,
+                               select_failure_cases)
 from dermaudit.models import create_model
 
 MEL, NV, BKL = CLASSES.index("mel"), CLASSES.index("nv"), CLASSES.index("bkl")
@@ -59,3 +60,11 @@ def test_diagnosis_mentions_classes_and_melanoma_mitigation():
     assert "melanocytic nevus (nv) with probability 0.90" in diagnosis
     assert "30%" in diagnosis
     assert "sensitivity" in mitigation and "shortcut" in mitigation
+
+
+@pytest.mark.parametrize("image_size, grid, layer", [(32, 4, "layer2"), (64, 4, "layer3"), (224, 7, "layer4")])
+def test_cam_layer_keeps_at_least_four_cells(image_size, grid, layer):
+    model = create_model("resnet18")
+    layers, found_grid = default_target_layers(model, image_size)
+    assert found_grid == grid
+    assert layers[0] is model.get_submodule(layer)

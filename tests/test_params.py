@@ -45,7 +45,17 @@ def test_overrides_take_precedence(tmp_path):
     ("n_cases: 9\n", "'n_cases' must be between 2 and 6"),
     ("weights_file: w.pth\n", "'weights_file' is set but 'pretrained' is false"),
     ("- a\n- b\n", "expected a mapping"),
-    ("epochs: [\n", "invalid YAML"),
+    ("epochs: [\n", 'invalid YAML'),
+    ("epochs: [\n", 'p.yaml", line 2'),
+    ("severities: 3\n", "'severities' must be a list"),
+    ("split_fractions: [0.5, 0.5]\n", "'split_fractions' must be three positive numbers"),
+    ("split_fractions: [0.7, 0.2, 0.2]\n", "sum to 1"),
+    ("n_bootstrap: -5\n", "'n_bootstrap' must be 0"),
+    ("lr: -0.1\n", "'lr' must be positive"),
+    ("model_name: resnet19\n", "unknown timm model 'resnet19'.*resnet18"),
+    ("corruptions: [gausian_noise]\n", "unknown corruption name.*'gausian_noise'.*gaussian_noise"),
+    ("slices: [colour]\n", "unknown slice name.*valid names: .*brightness_quartile"),
+    ("cam_method: gradcam9\n", "unknown 'cam_method' 'gradcam9'"),
 ])
 def test_invalid_values_raise(tmp_path, text, message):
     path = tmp_path / "p.yaml"

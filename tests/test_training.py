@@ -58,3 +58,23 @@ def test_fingerprint_changes_with_training_params():
     assert training_fingerprint(base, "d") == training_fingerprint(resolve_params({"n_bootstrap": 5}), "d")
     assert training_fingerprint(base, "d") != training_fingerprint(resolve_params({"epochs": 2}), "d")
     assert training_fingerprint(base, "d") != training_fingerprint(base, "other data")
+
+
+def test_training_is_reproducible_for_a_seed(tmp_path):
+    import pandas as pd
+
+    from dermaudit.workflow import RunData, train_or_load
+
+    images, labels = colour_images(8, 24, seed=4)
+    df = pd.DataFrame({"image_id": [f"img{i}" for i in range(len(labels))], "dx": np.asarray(CLASSES)[labels],
+                       "file_size": 1, "label": labels, "lesion_id": [f"l{i}" for i in range(len(labels))]})
+    split = pd.Series(np.where(np.arange(len(labels)) % 4 == 0, "val", "train"), name="split")
+    run_data = RunData(tmp_path, True, df, split, images, test_label="internal test split")
+    params = resolve_params(dict(image_size=24, epochs=2, batch_size=16, lr=3e-3, progress=False, seed=7,
+                                 retrain="always", output_dir=str(tmp_path)))
+
+    _, first, _ = train_or_load(params, run_data)
+    _, second, _ = train_or_load(params, run_data)
+
+    assert [r["train_loss"] for r in first["history"]] == [r["train_loss"] for r in second["history"]]
+    assert [r["val_loss"] for r in first["history"]] == [r["val_loss"] for r in second["history"]]

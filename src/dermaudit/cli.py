@@ -117,6 +117,10 @@ def main(argv=None):
     except DermauditError as err:
         logger.error("%s", err)
         return 1
+    except KeyboardInterrupt:
+        logger.error("interrupted; the chapter that was running left no notebook, and finished outputs are kept. "
+                     "Run the same command again to continue (a trained model is reused).")
+        return 130
     return 0
 
 

@@ -74,12 +74,30 @@ def select_failure_cases(y_true, y_prob, n_cases=4):
     })
 
 
-def default_target_layers(model):
-    """Return the last feature stage of a timm model (``feature_info[-1]``) as the CAM target layer."""
+MIN_CAM_GRID = 4
+
+
+def default_target_layers(model, image_size):
+    """Return the CAM target layer: the deepest timm feature stage whose map is at least 4x4 cells.
+
+    The last stage of a CNN is 1/32 of the input, so at 64 px it is a 2x2 grid, on which a
+    CAM can only light up whole quarters of the image. An earlier stage keeps some spatial
+    detail at small image sizes.
+
+    Returns
+    -------
+    layers : list of torch.nn.Module
+        One module, as pytorch-grad-cam expects.
+    grid : int
+        Side of the chosen stage's feature map, in cells.
+    """
     info = getattr(model, "feature_info", None)
     if not info:
         raise ValueError(f"{type(model).__name__} has no timm feature_info; pass target_layers explicitly.")
-    return [model.get_submodule(info[-1]["module"])]
+    stages = list(info)
+    fine_enough = [stage for stage in stages if image_size // stage["reduction"] >= MIN_CAM_GRID]
+    stage = fine_enough[-1] if fine_enough else stages[0]
+    return [model.get_submodule(stage["module"])], image_size // stage["reduction"]
 
 
 def compute_cams(model, images, target_classes, method="gradcam", target_layers=None, device="cpu"):
@@ -99,7 +117,7 @@ def compute_cams(model, images, target_classes, method="gradcam", target_layers=
     """
     cam_class = CAM_METHODS.get(method)
     model.eval()
-    layers = target_layers or default_target_layers(model)
+    layers = target_layers or default_target_layers(model, images.shape[1])[0]
     x = normalize_batch(to_chw_tensor(images).to(device), *normalization(model)).requires_grad_(True)
     targets = [ClassifierOutputTarget(int(c)) for c in target_classes]
     with cam_class(model=model, target_layers=layers) as cam:

@@ -41,7 +41,7 @@ class Params:
     retrain: str = "auto"  # auto: reuse output/model/best.pt when trained with the same settings.
     image_size: int = 64
     drop_rate: float = 0.3
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 1e-4
@@ -112,6 +112,21 @@ def _check_ranges(params, source):
     if params.tta_transforms > 8:
         raise ParamsError(f"{source}: parameter 'tta_transforms' must be at most 8 (the flips and 90-degree rotations), "
                           f"got {params.tta_transforms!r}.")
+    for key in ("n_bootstrap", "n_bootstrap_shift"):
+        if getattr(params, key) < 0:
+            raise ParamsError(f"{source}: parameter {key!r} must be 0 (no intervals) or more, got {getattr(params, key)!r}.")
+    if params.lr <= 0 or params.weight_decay < 0:
+        raise ParamsError(f"{source}: 'lr' must be positive and 'weight_decay' not negative, "
+                          f"got lr={params.lr!r}, weight_decay={params.weight_decay!r}.")
+    fractions = params.split_fractions
+    if (not isinstance(fractions, list) or len(fractions) != 3
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
+            or abs(sum(fractions) - 1.0) > 1e-6):
+        raise ParamsError(f"{source}: parameter 'split_fractions' must be three positive numbers (train, val, test) "
+                          f"that sum to 1, such as [0.7, 0.15, 0.15]; got {fractions!r}.")
+    if not isinstance(params.severities, list):
+        raise ParamsError(f"{source}: parameter 'severities' must be a list such as [1, 2, 3, 4, 5], "
+                          f"got {params.severities!r}.")
     bad = [s for s in params.severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
     if bad or not params.severities:
         raise ParamsError(f"{source}: parameter 'severities' must be a non-empty list of integers 1 to 5, got {params.severities!r}.")
@@ -146,7 +161,37 @@ def resolve_params(values=None, source="params", **overrides):
     checked = {key: _check_type(key, value, source) for key, value in merged.items()}
     params = Params(**checked)
     _check_ranges(params, source)
+    _check_names(params, source)
     return params
+
+
+def _check_names(params, source):
+    """Check names against timm and the registries, so that a typo fails before any training."""
+    import timm
+
+    from dermaudit.corruptions import CORRUPTIONS
+    from dermaudit.explain import CAM_METHODS
+    from dermaudit.slices import SLICES
+
+    if not timm.is_model(params.model_name):
+        stem = params.model_name.rstrip("0123456789_")
+        close = [name for name in timm.list_models(f"{stem}*") if "." not in name][:12]
+        raise ParamsError(f"{source}: unknown timm model {params.model_name!r}; names starting like it: "
+                          f"{', '.join(close) or 'none'}. timm.list_models() lists all of them.")
+    for key, registry in (("corruptions", CORRUPTIONS), ("slices", SLICES)):
+        names = getattr(params, key)
+        if names is None:
+            continue
+        if not isinstance(names, list) or not names:
+            raise ParamsError(f"{source}: parameter {key!r} must be a non-empty list of names or null (all); "
+                              f"valid names: {', '.join(registry.names())}.")
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise ParamsError(f"{source}: unknown {registry.family} name(s) in {key!r}: {', '.join(map(repr, unknown))}; "
+                              f"valid names: {', '.join(registry.names())}.")
+    if params.cam_method not in CAM_METHODS:
+        raise ParamsError(f"{source}: unknown 'cam_method' {params.cam_method!r}; "
+                          f"valid names: {', '.join(CAM_METHODS.names())}.")
 
 
 def load_params(path=None, **overrides):
@@ -158,7 +203,8 @@ def load_params(path=None, **overrides):
     if not path.is_file():
         raise ParamsError(f"params file {str(path)!r} not found; pass an existing file such as params/default.yaml.")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8") as stream:  # a stream, so that YAML errors name the file
+            values = yaml.safe_load(stream)
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: invalid YAML ({err}); fix the syntax at the line shown.") from None
     if values is None:

@@ -20,7 +20,7 @@ from dermaudit.data import split_by_lesion, write_split
 from dermaudit.exceptions import DataValidationError, WeightsError
 from dermaudit.io import atomic_path, read_json, write_json
 from dermaudit.models import create_model, load_checkpoint, resolve_device
-from dermaudit.training import fit, training_fingerprint
+from dermaudit.training import fit, seed_everything, training_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def train_or_load(params, run_data):
         raise WeightsError(f"retrain: never, but no checkpoint trained with these params exists at "
                            f"{paths['checkpoint']}; set retrain: auto to train one.")
 
+    seed_everything(params.seed)  # before create_model, so the initial weights are seeded too
     model = create_model(params.model_name, drop_rate=params.drop_rate, pretrained=params.pretrained,
                          weights_file=params.weights_file)
     train, val = run_data.subset("train"), run_data.subset("val")

@@ -71,8 +71,8 @@ def test_layout_and_ids(synthetic_df):
     parts = synthetic_df["path"].str.extract(r"(HAM10000_images_part_\d)/")[0]
 
     assert set(parts) == {"HAM10000_images_part_1", "HAM10000_images_part_2"}
-    assert synthetic_df["image_id"].str.fullmatch(r"ISIC_00\d{5}").all()
-    assert synthetic_df["lesion_id"].str.fullmatch(r"HAM_\d{7}").all()
+    assert synthetic_df["image_id"].str.fullmatch(r"SYNISIC_00\d{5}").all()
+    assert synthetic_df["lesion_id"].str.fullmatch(r"SYNHAM_\d{7}").all()
 
 
 def test_images_per_lesion(synthetic_df):
@@ -149,13 +149,13 @@ def test_ensure_generates_once(tmp_path, small_generator):
     first = ensure_synthetic_dataset(tmp_path, seed=2)
     second = ensure_synthetic_dataset(tmp_path, seed=2)
 
-    assert first == second == tmp_path / "synthetic-v1-seed2"
+    assert first == second == tmp_path / f"synthetic-v{synthetic.SYNTHETIC_VERSION}-seed2"
     assert len(small_generator) == 1
     assert is_synthetic(first)
 
 
 def test_ensure_replaces_partial_folder(tmp_path, small_generator):
-    partial = tmp_path / "synthetic-v1-seed0"
+    partial = tmp_path / f"synthetic-v{synthetic.SYNTHETIC_VERSION}-seed0"
     (partial / "HAM10000_images_part_1").mkdir(parents=True)
     (partial / "HAM10000_metadata.csv").write_text("lesion_id,image_id\n")
 
@@ -169,7 +169,7 @@ def test_ensure_replaces_partial_folder(tmp_path, small_generator):
 def test_ensure_names_custom_size(tmp_path, small_generator):
     root = ensure_synthetic_dataset(tmp_path, seed=1, n_images=400)
 
-    assert root == tmp_path / "synthetic-v1-seed1-n400"
+    assert root == tmp_path / f"synthetic-v{synthetic.SYNTHETIC_VERSION}-seed1-n400"
     assert small_generator == [400]
 
 

@@ -46,12 +46,15 @@ from dermaudit.io import write_json
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_VERSION = 1
+SYNTHETIC_VERSION = 2
 DEFAULT_N_IMAGES = 1600
 SITES = ("synthetic_site_a", "synthetic_site_b")
 MIN_IMAGES = 35
 JPEG_QUALITY = 90
-FIRST_IMAGE_NUMBER = 24306  # HAM10000 image ids run from ISIC_0024306.
+FIRST_IMAGE_NUMBER = 24306  # HAM10000 image ids run from ISIC_0024306; the numbering follows them.
+# Own prefixes, so that no synthetic id equals a real HAM10000 id (ISIC_/HAM_) when both are used in one run.
+IMAGE_ID_PREFIX = "SYNISIC_"
+LESION_ID_PREFIX = "SYNHAM_"
 LABEL_NOISE_FRACTION = 0.05
 ATYPICAL_FRACTION = 0.25
 SUPERSAMPLING = 2  # drawn structures are rendered at this factor, then reduced
@@ -219,8 +222,8 @@ def ensure_synthetic_dataset(cache_root, seed=0, n_images=DEFAULT_N_IMAGES):
     Returns
     -------
     root : pathlib.Path
-        ``cache_root/synthetic-v1-seed{seed}`` for the default 1,600 images, else
-        ``cache_root/synthetic-v1-seed{seed}-n{n_images}``. The images are 200x150
+        ``cache_root/synthetic-v{SYNTHETIC_VERSION}-seed{seed}`` for the default 1,600 images, else
+        ``cache_root/synthetic-v{SYNTHETIC_VERSION}-seed{seed}-n{n_images}``. The images are 200x150
         pixels. A folder there without the marker file (left by an interrupted run)
         is deleted and generated again.
     """
@@ -323,12 +326,12 @@ def _plan_images(n_images, rng):
     for lesion_index, position in enumerate(order):
         dx, size = lesion_dx[position]
         lesion_meta = _draw_lesion_metadata(dx, rng)
-        lesion_meta["lesion_id"] = f"HAM_{lesion_numbers[lesion_index]:07d}"
+        lesion_meta["lesion_id"] = f"{LESION_ID_PREFIX}{lesion_numbers[lesion_index]:07d}"
         rows += [dict(lesion_meta, lesion_index=lesion_index) for _ in range(size)]
     plan = pd.DataFrame(rows)
 
     image_numbers = FIRST_IMAGE_NUMBER + rng.permutation(n_images)
-    plan["image_id"] = [f"ISIC_{number:07d}" for number in image_numbers]
+    plan["image_id"] = [f"{IMAGE_ID_PREFIX}{number:07d}" for number in image_numbers]
     first_part_2 = FIRST_IMAGE_NUMBER + n_images // 2
     plan["part"] = np.where(image_numbers < first_part_2, PART_FOLDERS[0], PART_FOLDERS[1])
     return plan
