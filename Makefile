@@ -8,14 +8,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-PARAMS ?= params/default.yaml
+PARAMS ?=
 OUTPUT_DIR ?= output
 DATA_ROOT ?=
 EVAL_ROOT ?=
 CHAPTER ?=
 RENDERER ?= auto
 
-RUN_ARGS = --params $(PARAMS) --output-dir $(OUTPUT_DIR) --renderer $(RENDERER) \
+# `make report` defaults to params/default.yaml; `make chapter` without PARAMS keeps the last run's params.
+RUN_ARGS = --output-dir $(OUTPUT_DIR) --renderer $(RENDERER) \
 	$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(EVAL_ROOT),--eval-root $(EVAL_ROOT))
 
 .PHONY: setup report chapter render test clean help
@@ -27,7 +28,7 @@ help:
 	@echo "make render                     render the report from the executed notebooks"
 	@echo "make test                       run the test suite"
 	@echo "make clean                      remove output/"
-	@echo "Variables: PARAMS=$(PARAMS) DATA_ROOT=$(DATA_ROOT) EVAL_ROOT=$(EVAL_ROOT) OUTPUT_DIR=$(OUTPUT_DIR)"
+	@echo "Variables: PARAMS (report default: params/default.yaml), DATA_ROOT, EVAL_ROOT, OUTPUT_DIR (default: output)"
 
 setup: $(STAMP)
 
@@ -39,11 +40,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 report: $(STAMP)
-	$(PY) -m dermaudit report $(RUN_ARGS)
+	$(PY) -m dermaudit report --params $(or $(PARAMS),params/default.yaml) $(RUN_ARGS)
 
 chapter: $(STAMP)
 	@test -n "$(CHAPTER)" || { echo "set CHAPTER to one of: training robustness calibration cases"; exit 2; }
-	$(PY) -m dermaudit chapter $(CHAPTER) $(RUN_ARGS)
+	$(PY) -m dermaudit chapter $(CHAPTER) $(if $(PARAMS),--params $(PARAMS)) $(RUN_ARGS)
 
 render: $(STAMP)
 	$(PY) -m dermaudit render --output-dir $(OUTPUT_DIR) --renderer $(RENDERER)

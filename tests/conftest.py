@@ -1,22 +1,25 @@
 """Shared fixtures: the real HAM10000 samples beside the project, copies of them, and synthetic data.
 
-The real data sets are expected at ``../shared/data`` relative to the repository root.
-Tests that need them are skipped when that folder is missing.
+The real data sets are expected at ``../shared/data`` relative to the repository root, or in
+the folder named by the environment variable DERMAUDIT_TEST_DATA. Tests that need them are
+skipped when that folder is missing.
 """
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("DERMAUDIT_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 METADATA_FILENAME = "HAM10000_metadata.csv"
 
 
 def _shared_data_set(name):
     root = SHARED_DATA / name
     if not (root / METADATA_FILENAME).is_file():
-        pytest.skip(f"real data set {root} not found; place the shared folder beside the repository to run this test")
+        pytest.skip(f"real data set {root} not found; place the shared folder beside the repository "
+                    "or set DERMAUDIT_TEST_DATA to the folder that contains it")
     return root
 
 

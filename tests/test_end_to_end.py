@@ -20,7 +20,6 @@ from dermaudit.classes import CLASSES
 from dermaudit.cli import main
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-SAMPLE = PROJECT_DIR.parent / "shared" / "data" / "ham10000-sample"
 TINY = PROJECT_DIR / "params" / "tiny.yaml"
 
 pytestmark = pytest.mark.slow
@@ -46,12 +45,10 @@ def synthetic_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
-    if not SAMPLE.is_dir():
-        pytest.skip(f"real HAM10000 sample not found at {SAMPLE}")
+def sample_run(tmp_path_factory, sample_data_root):
     out = tmp_path_factory.mktemp("sample") / "output"
     with pytest.MonkeyPatch.context() as mp:
-        status = run_cli(mp, "report", "--params", TINY, "--output-dir", out, "--data-root", SAMPLE)
+        status = run_cli(mp, "report", "--params", TINY, "--output-dir", out, "--data-root", sample_data_root)
     assert status == 0
     return out
 
@@ -176,7 +173,7 @@ def test_rerunning_one_chapter_keeps_checkpoint(synthetic_run, tmp_path, monkeyp
     checkpoint = synthetic_run / "model/best.pt"
     before = (sha256(checkpoint), checkpoint.stat().st_mtime_ns)
     params = tmp_path / "eval.yaml"
-    params.write_text(TINY.read_text() + "n_bootstrap: 30\nseverities: [2]\n")
+    params.write_text("n_bootstrap: 30\nseverities: [2]\n")  # the rest comes from the last run
 
     assert run_cli(monkeypatch, "chapter", "robustness", "--params", params, "--output-dir", synthetic_run) == 0
 
@@ -186,42 +183,60 @@ def test_rerunning_one_chapter_keeps_checkpoint(synthetic_run, tmp_path, monkeyp
     sweep = json.loads((synthetic_run / "eval/corruptions.json").read_text())["results"]
     assert {row["severity"] for row in sweep} == {2}
     assert (synthetic_run / "report/report.html").stat().st_mtime_ns > checkpoint.stat().st_mtime_ns
+    run = json.loads((synthetic_run / "run.json").read_text())
+    assert run["chapters"]["robustness"]["params_file"] == str(params)
+    assert run["chapters"]["training"]["params_file"] == str(TINY)
+    assert run["params_file"].startswith("mixed: ")
 
 
-def test_external_test_set_is_used_without_retraining(synthetic_run, monkeypatch):
-    if not SAMPLE.is_dir():
-        pytest.skip(f"real HAM10000 sample not found at {SAMPLE}")
+def test_external_test_set_is_used_without_retraining(synthetic_run, sample_data_root, monkeypatch):
     checkpoint = synthetic_run / "model/best.pt"
     before = sha256(checkpoint)
 
-    status = run_cli(monkeypatch, "chapter", "robustness", "--params", TINY, "--output-dir", synthetic_run,
-                     "--eval-root", SAMPLE)
+    status = run_cli(monkeypatch, "chapter", "robustness", "--output-dir", synthetic_run,
+                     "--eval-root", sample_data_root)
 
     assert status == 0
     assert sha256(checkpoint) == before
     clean = json.loads((synthetic_run / "eval/clean_metrics.json").read_text())
     assert clean["n"] == 610
     assert "external" in clean["test_set"]
-    assert "external" in json.loads((synthetic_run / "run.json").read_text())["test_set"]
+    run = json.loads((synthetic_run / "run.json").read_text())
+    assert run["chapters"]["robustness"]["test_set"].startswith("external: ")
+    assert run["test_set"].startswith("mixed: ")
 
 
-def test_failing_chapter_names_cell_and_keeps_notebook(tmp_path, monkeypatch, caplog):
+def test_evaluation_chapter_without_model_fails_early(tmp_path, monkeypatch, caplog):
     out = tmp_path / "output"
-    stale = out / "notebooks" / "02-robustness.ipynb"
+
+    status = run_cli(monkeypatch, "chapter", "cases", "--params", TINY, "--output-dir", out, "--no-render")
+
+    assert status == 1
+    assert "Run `make report` first" in caplog.text
+    assert not (out / "notebooks").exists()
+
+
+def test_failing_chapter_names_cell_and_keeps_notebook(make_sample_copy, tmp_path, monkeypatch, caplog):
+    data_root = make_sample_copy(12)
+    broken = next(data_root.glob("HAM10000_images_part_*/*.jpg"))
+    broken.write_bytes(broken.read_bytes()[:2000])
+    out = tmp_path / "output"
+    stale = out / "notebooks" / "01-training.ipynb"
     stale.parent.mkdir(parents=True)
     stale.write_text("{}")
 
-    status = run_cli(monkeypatch, "chapter", "robustness", "--params", TINY, "--output-dir", out, "--no-render")
+    status = run_cli(monkeypatch, "chapter", "training", "--params", TINY, "--output-dir", out,
+                     "--data-root", data_root, "--no-render")
 
     assert status == 1
-    failed = out / "notebooks" / "02-robustness.failed.ipynb"
+    failed = out / "notebooks" / "01-training.failed.ipynb"
     assert failed.is_file()
     assert not stale.exists()
     message = caplog.text
-    assert "chapter 'robustness'" in message
+    assert "chapter 'training'" in message
     assert "failed in cell" in message
     assert str(failed) in message
-    assert "WeightsError" in message
+    assert broken.name in message
     nb = nbformat.read(failed, as_version=4)
     assert any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
-
+    assert not (out / "model" / "best.pt").exists()

@@ -14,6 +14,7 @@ from dermaudit.data import load_metadata
 from dermaudit.exceptions import ChapterExecutionError, DermauditError
 from dermaudit.params import load_params
 from dermaudit.runner import CHAPTERS, previous_params, run_chapter, write_run_records
+from dermaudit.workflow import output_paths
 
 logger = logging.getLogger("dermaudit")
 
@@ -48,16 +49,30 @@ def build_parser():
     return parser
 
 
-def _resolve(args, inherit_data_root):
+def _resolve(args):
+    """Return the params of this command.
+
+    ``report`` starts from the defaults. ``chapter`` starts from the resolved params of the
+    last run in the output folder, so that it sees the same data, test set and model
+    settings; the params file and the command-line options then change what they name.
+    """
     output_dir = args.output_dir or "output"
-    data_root = args.data_root or None
-    if inherit_data_root and not data_root:
-        # A single chapter must see the data the model was trained on; take it from the last run.
-        data_root = previous_params(output_dir).get("data_root")
-        if data_root:
-            logger.info("using data_root %s from the last run (output/params.yaml)", data_root)
-    return load_params(args.params, data_root=data_root, eval_root=args.eval_root or None,
-                       output_dir=args.output_dir)
+    base = previous_params(output_dir) if args.command == "chapter" else {}
+    if args.command == "chapter" and base:
+        logger.info("starting from the params of the last run (%s/params.yaml)", output_dir)
+    return load_params(args.params, base=base, data_root=args.data_root or None,
+                       eval_root=args.eval_root or None, output_dir=args.output_dir)
+
+
+def check_trained_model(params, name):
+    """Raise when an evaluation chapter is run before any model was trained into the output folder."""
+    paths = output_paths(params.output_dir)
+    checkpoint = Path(params.checkpoint) if params.checkpoint else paths["checkpoint"]
+    missing = [path for path in (checkpoint, paths["split"]) if not path.is_file()]
+    if name != "training" and missing:
+        raise ChapterExecutionError(
+            f"chapter {name!r} evaluates a trained model, but {missing[0]} does not exist. Run `make report` first "
+            f"with the same OUTPUT_DIR ({params.output_dir}) and DATA_ROOT, or set checkpoint: in the params file.")
 
 
 def find_project_dir():
@@ -94,10 +109,12 @@ def run(args):
         _render(args.output_dir, args.renderer)
         return
 
-    params = _resolve(args, inherit_data_root=args.command == "chapter")
+    params = _resolve(args)
     check_data(params)
-    write_run_records(params, args.params)
     names = list(CHAPTERS) if args.command == "report" else [args.name]
+    if args.command == "chapter":
+        check_trained_model(params, args.name)
+    write_run_records(params, args.params, names, keep_earlier=args.command == "chapter")
     for name in names:
         start = time.perf_counter()
         run_chapter(name, params, project_dir=find_project_dir())

@@ -162,6 +162,9 @@ def slice_figure(slice_table, metric="balanced_accuracy"):
             ax.errorbar(rows[metric], labels,
                         xerr=[rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]],
                         fmt="none", ecolor="black", capsize=2)
+        for position, value in enumerate(rows[metric]):
+            if pd.isna(value):
+                ax.text(0.01, position, "undefined", va="center", fontsize=7, color="grey")
         ax.set(title=name.replace("_", " "), xlim=(0, 1.05), xlabel=metric.replace("_", " "))
         ax.invert_yaxis()
         ax.tick_params(axis="y", labelsize=8)

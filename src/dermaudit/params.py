@@ -194,11 +194,8 @@ def _check_names(params, source):
                           f"valid names: {', '.join(CAM_METHODS.names())}.")
 
 
-def load_params(path=None, **overrides):
-    """Read a params YAML file (or only defaults when `path` is None) and resolve it."""
-    if path is None:
-        return resolve_params(None, source="defaults", **overrides)
-
+def read_params_file(path):
+    """Return the mapping in a params YAML file, unvalidated; an empty file gives {}."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {str(path)!r} not found; pass an existing file such as params/default.yaml.")
@@ -208,12 +205,26 @@ def load_params(path=None, **overrides):
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: invalid YAML ({err}); fix the syntax at the line shown.") from None
     if values is None:
-        values = {}
+        return {}
     if not isinstance(values, dict):
         raise ParamsError(f"{path}: expected a mapping of parameter names to values, got {type(values).__name__}.")
-    return resolve_params(values, source=str(path), **overrides)
+    return values
 
 
-def params_to_dict(params):
-    """Return the params as a plain dict, in schema order."""
-    return dataclasses.asdict(params)
+def load_params(path=None, base=None, **overrides):
+    """Resolve params from `base` values, then a params YAML file, then `overrides`, each over the last.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Params file; without one only `base`, defaults and overrides apply.
+    base : mapping, optional
+        Values to start from instead of the defaults, such as the resolved params of the
+        last run when a single chapter is re-run.
+    """
+    values = dict(base or {})
+    source = "defaults"
+    if path is not None:
+        values.update(read_params_file(path))
+        source = str(path)
+    return resolve_params(values, source=source, **overrides)

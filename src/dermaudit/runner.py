@@ -18,7 +18,7 @@ from papermill.exceptions import PapermillExecutionError
 
 from dermaudit.exceptions import ChapterExecutionError, ParamsError
 from dermaudit.io import read_json, write_json, write_text
-from dermaudit.params import PARAM_NAMES, params_to_dict
+from dermaudit.params import PARAM_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def run_chapter(name, params, project_dir="."):
         raise ChapterExecutionError(
             f"chapter {name!r} ({source}) failed in cell {err.exec_count} with {err.ename}: {err.evalue.rstrip('.')}. "
             f"The executed notebook is kept at {failed}; open it to see the traceback, fix the cause and rerun "
-            f"`make chapter CHAPTER={name}`."
+            f"`make chapter CHAPTER={name}{_output_dir_option(params.output_dir)}`."
         ) from err
     except BaseException:
         # Kernel death or Ctrl-C: nothing executed completely, so nothing is kept.
@@ -101,6 +101,10 @@ def run_chapter(name, params, project_dir="."):
     return final
 
 
+def _output_dir_option(output_dir):
+    return "" if Path(output_dir) == Path("output") else f" OUTPUT_DIR={output_dir}"
+
+
 def record_command(output_dir, argv):
     """Append a timestamped command line to ``output_dir/COMMANDS.txt``."""
     path = Path(output_dir) / "COMMANDS.txt"
@@ -109,23 +113,58 @@ def record_command(output_dir, argv):
     write_text(path, previous + f"{stamp}  {shlex.join(str(a) for a in argv)}\n")
 
 
-def write_run_records(params, params_file, argv=None):
-    """Write the resolved params (``params.yaml``) and ``run.json`` describing the run into the output folder."""
+def describe_test_set(params):
+    """Return the test set of a run in words, as the report shows it."""
+    if params.eval_root:
+        return f"external: {Path(params.eval_root).resolve()}"
+    return f"internal test split (by lesion, {params.split_fractions[2]:.0%} of lesions)"
+
+
+def write_run_records(params, params_file, chapters, keep_earlier=False, argv=None):
+    """Write the resolved params (``params.yaml``) and ``run.json`` describing the run into the output folder.
+
+    ``run.json`` records, per chapter, the params file and test set it last ran with. When
+    `keep_earlier` (a single chapter re-run), the other chapters keep their entries, and the
+    summary fields say so when the chapters no longer share one params file or test set.
+    """
     output_dir = Path(params.output_dir).resolve()
-    write_text(output_dir / "params.yaml", yaml.safe_dump(params_to_dict(params), sort_keys=False))
+    resolved = chapter_values(params, PARAM_NAMES)  # every key, with absolute paths
+    write_text(output_dir / "params.yaml", yaml.safe_dump(resolved, sort_keys=False))
     record_command(output_dir, argv or _invocation())
+
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    earlier = previous_run(output_dir) if keep_earlier else {}
+    entries = dict(earlier.get("chapters", {}))
+    for name in chapters:
+        entries[name] = {"params_file": str(params_file) if params_file else "defaults",
+                         "test_set": describe_test_set(params), "run_at": now}
+
     run = {
         "data_source": "real" if params.data_root else "synthetic",
         "data_root": str(Path(params.data_root).resolve()) if params.data_root else "built-in synthetic demo data",
-        "test_set": (f"external: {Path(params.eval_root).resolve()}" if params.eval_root
-                     else "internal test split (by lesion, {:.0%} of lesions)".format(params.split_fractions[2])),
-        "params_file": str(params_file) if params_file else "defaults",
+        "test_set": _summarize(entries, "test_set", [c for c in CHAPTERS if c != "training"]),
+        "params_file": _summarize(entries, "params_file", list(CHAPTERS)),
         "model": params.model_name,
         "image_size": params.image_size,
-        "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "created": earlier.get("created", now),
+        "chapters": entries,
     }
+    if "mixed" in run["test_set"]:
+        logger.warning("the chapters now use different test sets (%s); run `make report` with one EVAL_ROOT "
+                       "to make them agree", run["test_set"])
     write_json(output_dir / "run.json", run)
     return run
+
+
+def _summarize(entries, key, chapters):
+    """Return the shared value of `key` over `chapters`, or "mixed: ..." naming which chapter used which."""
+    by_value = {}
+    for name in chapters:
+        if name in entries:
+            by_value.setdefault(entries[name][key], []).append(name)
+    if len(by_value) <= 1:
+        return next(iter(by_value), "none")
+    return "mixed: " + "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items())
 
 
 def _invocation():

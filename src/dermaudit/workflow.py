@@ -51,6 +51,7 @@ class RunData:
     split: pd.Series
     images: np.ndarray
     test_label: str
+    notes: list = dataclasses.field(default_factory=list)  # caveats the chapters print, such as id overlap
 
     def subset(self, name):
         """Return the rows of split `name` ("train", "val" or "test") with their images."""
@@ -131,9 +132,11 @@ def prepare_evaluation_data(params, image_size):
     external = load_metadata(eval_root)
     external_images = load_image_cache(external, image_size, paths["cache"], progress=params.progress)
     overlap = set(external["image_id"]) & set(df.loc[(split != "test").to_numpy(), "image_id"])
+    notes = []
     if overlap:
-        logger.warning("%d external test images share an image_id with the training or validation split "
-                       "(for example %s); their scores are optimistic.", len(overlap), sorted(overlap)[0])
+        notes.append(f"{len(overlap)} external test images share an image_id with the training or validation "
+                     f"split (for example {sorted(overlap)[0]}), so their scores are optimistic.")
+        logger.warning("%s", notes[-1])
     internal = (split != "test").to_numpy()
     return dataclasses.replace(
         run_data,
@@ -141,6 +144,7 @@ def prepare_evaluation_data(params, image_size):
         split=pd.Series(split[internal].tolist() + ["test"] * len(external), name="split"),
         images=np.concatenate([images[internal], external_images]),
         test_label=f"external test set {eval_root}",
+        notes=notes,
     )
 
 
