@@ -90,7 +90,7 @@ def evaluate(model, images, labels, device, batch_size, channels_last):
     model.eval()
     logits = predict_logits(model, images, device=device, batch_size=batch_size,
                             channels_last=channels_last, progress=False)
-    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    loss = nn.functional.cross_entropy(torch.from_numpy(logits), torch.tensor(labels)).item()  # labels may be read-only
     y_pred = logits.argmax(axis=1)
     return {
         "val_loss": loss,
