@@ -53,8 +53,8 @@ def _resolve(args):
     """Return the params of this command.
 
     ``report`` starts from the defaults. ``chapter`` starts from the resolved params of the
-    last run in the output folder, so that it sees the same data, test set and model
-    settings; the params file and the command-line options then change what they name.
+    last run in the output folder, so that it uses the same data, test set and model
+    settings. The params file and the command-line options then override the keys they set.
     """
     output_dir = args.output_dir or "output"
     base = previous_params(output_dir) if args.command == "chapter" else {}

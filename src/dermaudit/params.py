@@ -100,38 +100,50 @@ def _check_type(key, value, source):
 
 
 def _check_ranges(params, source):
+    _check_numbers(params, source)
+    _check_lists(params, source)
+    if params.pretrained is False and params.weights_file:
+        raise ParamsError(f"{source}: 'weights_file' is set but 'pretrained' is false; set pretrained: true to load it.")
+
+
+def _check_numbers(params, source):
     positive = ("image_size", "epochs", "batch_size", "n_bins", "mc_samples", "tta_transforms", "synthetic_n_images")
     for key in positive:
         if getattr(params, key) < 1:
             raise ParamsError(f"{source}: parameter {key!r} must be at least 1, got {getattr(params, key)!r}.")
+    for key in ("n_bootstrap", "n_bootstrap_shift"):
+        if getattr(params, key) < 0:
+            raise ParamsError(f"{source}: parameter {key!r} must be 0 (no intervals) or more, got {getattr(params, key)!r}.")
+
     if not 0.0 <= params.drop_rate < 1.0:
         raise ParamsError(f"{source}: parameter 'drop_rate' must be in [0, 1), got {params.drop_rate!r}.")
+    if params.lr <= 0 or params.weight_decay < 0:
+        raise ParamsError(f"{source}: 'lr' must be positive and 'weight_decay' not negative, "
+                          f"got lr={params.lr!r}, weight_decay={params.weight_decay!r}.")
+
     if not 2 <= params.n_cases <= 6:
         raise ParamsError(f"{source}: parameter 'n_cases' must be between 2 and 6 (the cases chapter has six figure "
                           f"slots), got {params.n_cases!r}.")
     if params.tta_transforms > 8:
         raise ParamsError(f"{source}: parameter 'tta_transforms' must be at most 8 (the flips and 90-degree rotations), "
                           f"got {params.tta_transforms!r}.")
-    for key in ("n_bootstrap", "n_bootstrap_shift"):
-        if getattr(params, key) < 0:
-            raise ParamsError(f"{source}: parameter {key!r} must be 0 (no intervals) or more, got {getattr(params, key)!r}.")
-    if params.lr <= 0 or params.weight_decay < 0:
-        raise ParamsError(f"{source}: 'lr' must be positive and 'weight_decay' not negative, "
-                          f"got lr={params.lr!r}, weight_decay={params.weight_decay!r}.")
+
+
+def _check_lists(params, source):
     fractions = params.split_fractions
     if (not isinstance(fractions, list) or len(fractions) != 3
             or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in fractions)
             or abs(sum(fractions) - 1.0) > 1e-6):
         raise ParamsError(f"{source}: parameter 'split_fractions' must be three positive numbers (train, val, test) "
                           f"that sum to 1, such as [0.7, 0.15, 0.15]; got {fractions!r}.")
+
     if not isinstance(params.severities, list):
         raise ParamsError(f"{source}: parameter 'severities' must be a list such as [1, 2, 3, 4, 5], "
                           f"got {params.severities!r}.")
     bad = [s for s in params.severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
     if bad or not params.severities:
-        raise ParamsError(f"{source}: parameter 'severities' must be a non-empty list of integers 1 to 5, got {params.severities!r}.")
-    if params.pretrained is False and params.weights_file:
-        raise ParamsError(f"{source}: 'weights_file' is set but 'pretrained' is false; set pretrained: true to load it.")
+        raise ParamsError(f"{source}: parameter 'severities' must be a non-empty list of integers 1 to 5, "
+                          f"got {params.severities!r}.")
 
 
 def resolve_params(values=None, source="params", **overrides):

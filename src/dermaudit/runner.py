@@ -1,7 +1,7 @@
 """Execution of the chapter notebooks with papermill, and the run records next to the outputs.
 
 Each chapter receives only the parameters its ``parameters`` cell declares. The executed
-notebook is written to a temporary name and renamed on success; a failed chapter keeps its
+notebook is written to a temporary name and renamed on success. A failed chapter keeps its
 notebook as ``NN-name.failed.ipynb`` and raises an error that names the chapter and the cell.
 """
 
@@ -125,7 +125,7 @@ def write_run_records(params, params_file, chapters, keep_earlier=False, argv=No
 
     ``run.json`` records, per chapter, the params file and test set it last ran with. When
     `keep_earlier` (a single chapter re-run), the other chapters keep their entries, and the
-    summary fields say so when the chapters no longer share one params file or test set.
+    summary fields read "mixed: ..." when the chapters no longer share one params file or test set.
     """
     output_dir = Path(params.output_dir).resolve()
     resolved = chapter_values(params, PARAM_NAMES)  # every key, with absolute paths

@@ -13,8 +13,8 @@ def training_augmentation(image_size):
     """Return the dermoscopy training augmentation for square images of `image_size` pixels.
 
     Dermoscopy images have no canonical orientation, so flips in both axes and free
-    rotations are label-preserving; colour jitter stands in for dermatoscope and lighting
-    differences; resized crops for zoom and framing.
+    rotations preserve the label. Colour jitter imitates dermatoscope and lighting
+    differences, and resized crops imitate zoom and framing.
     """
     return v2.Compose([
         v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), ratio=(0.8, 1.25), antialias=True),

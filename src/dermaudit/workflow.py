@@ -1,6 +1,6 @@
 """The steps the chapter notebooks call: locate and load the data, train or reuse the model.
 
-Chapter 1 splits the data and trains; chapters 2 to 4 read the split and the checkpoint that
+Chapter 1 splits the data and trains. Chapters 2 to 4 read the split and the checkpoint that
 chapter 1 wrote, so any of them can be re-run with new evaluation params without retraining.
 """
 
