@@ -206,6 +206,19 @@ def test_external_test_set_is_used_without_retraining(synthetic_run, sample_data
     assert run["test_set"].startswith("mixed: ")
 
 
+def test_chapter_rejects_changed_training_params(synthetic_run, tmp_path, monkeypatch, caplog):
+    params = tmp_path / "changed.yaml"
+    params.write_text("synthetic_n_images: 500\n")
+    before = (synthetic_run / "params.yaml").read_text()
+
+    status = run_cli(monkeypatch, "chapter", "cases", "--params", params, "--output-dir", synthetic_run)
+
+    assert status == 1
+    assert "synthetic_n_images: 420 -> 500" in caplog.text
+    assert (synthetic_run / "params.yaml").read_text() == before
+    assert (synthetic_run / "notebooks" / "04-cases.ipynb").is_file()
+
+
 def test_evaluation_chapter_without_model_fails_early(tmp_path, monkeypatch, caplog):
     out = tmp_path / "output"
 
@@ -221,9 +234,9 @@ def test_failing_chapter_names_cell_and_keeps_notebook(make_sample_copy, tmp_pat
     broken = next(data_root.glob("HAM10000_images_part_*/*.jpg"))
     broken.write_bytes(broken.read_bytes()[:2000])
     out = tmp_path / "output"
-    stale = out / "notebooks" / "01-training.ipynb"
-    stale.parent.mkdir(parents=True)
-    stale.write_text("{}")
+    earlier = out / "notebooks" / "01-training.ipynb"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("{}")
 
     status = run_cli(monkeypatch, "chapter", "training", "--params", TINY, "--output-dir", out,
                      "--data-root", data_root, "--no-render")
@@ -231,7 +244,8 @@ def test_failing_chapter_names_cell_and_keeps_notebook(make_sample_copy, tmp_pat
     assert status == 1
     failed = out / "notebooks" / "01-training.failed.ipynb"
     assert failed.is_file()
-    assert not stale.exists()
+    assert earlier.read_text() == "{}"  # the last successful notebook stays
+    assert not (out / "params.yaml").exists()  # records describe only chapters that finished
     message = caplog.text
     assert "chapter 'training'" in message
     assert "failed in cell" in message

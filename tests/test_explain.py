@@ -57,11 +57,14 @@ def test_unknown_cam_method_lists_names():
 def test_diagnosis_mentions_classes_and_melanoma_mitigation():
     y_prob = probs([(NV, 0.9)])[0]
     diagnosis, mitigation = diagnose_case("mel", "nv", y_prob, center_share=0.3, mc_disagreement=0.1)
+    _, off_lesion_mitigation = diagnose_case("mel", "nv", y_prob, center_share=0.2)
     assert "True class: melanoma (mel)" in diagnosis
     assert "melanocytic nevus (nv) with probability 0.90" in diagnosis
-    assert "30%" in diagnosis
+    assert "30% of the Grad-CAM mass" in diagnosis
+    assert "spread over the lesion and its surroundings" in diagnosis
     assert "sensitivity" in mitigation
-    assert "shortcut" in mitigation
+    assert "shortcut" not in mitigation
+    assert "shortcut" in off_lesion_mitigation
 
 
 @pytest.mark.parametrize("image_size, grid, layer", [(32, 4, "layer2"), (64, 4, "layer3"), (224, 7, "layer4")])

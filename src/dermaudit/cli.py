@@ -11,9 +11,12 @@ import time
 from pathlib import Path
 
 from dermaudit.data import load_metadata
-from dermaudit.exceptions import ChapterExecutionError, DermauditError
+from dermaudit.exceptions import ChapterExecutionError, DermauditError, ParamsError
 from dermaudit.params import load_params
-from dermaudit.runner import CHAPTERS, previous_params, run_chapter, write_run_records
+from dermaudit.params import PARAM_NAMES
+from dermaudit.runner import (CHAPTERS, chapter_values, invocation, previous_params, record_command, run_chapter,
+                              write_run_records)
+from dermaudit.training import TRAINING_KEYS
 from dermaudit.workflow import output_paths
 
 logger = logging.getLogger("dermaudit")
@@ -69,10 +72,27 @@ def check_trained_model(params, name):
     paths = output_paths(params.output_dir)
     checkpoint = Path(params.checkpoint) if params.checkpoint else paths["checkpoint"]
     missing = [path for path in (checkpoint, paths["split"]) if not path.is_file()]
-    if name != "training" and missing:
-        raise ChapterExecutionError(
-            f"chapter {name!r} evaluates a trained model, but {missing[0]} does not exist. Run `make report` first "
-            f"with the same OUTPUT_DIR ({params.output_dir}) and DATA_ROOT, or set checkpoint: in the params file.")
+    if name == "training" or not missing:
+        return
+    advice = "" if params.checkpoint else ", or set checkpoint: in the params file and run the training chapter"
+    raise ChapterExecutionError(
+        f"chapter {name!r} evaluates a trained model, but {missing[0]} does not exist. Run `make report` first "
+        f"with the same OUTPUT_DIR ({params.output_dir}) and DATA_ROOT{advice}.")
+
+
+def check_same_training(params, name):
+    """Raise when a re-run evaluation chapter changes a key that the trained model and its split depend on."""
+    if name == "training":
+        return
+    last = previous_params(params.output_dir)
+    current = chapter_values(params, PARAM_NAMES)
+    changed = [key for key in ("data_root", *TRAINING_KEYS) if key in last and current[key] != last[key]]
+    if changed:
+        details = ", ".join(f"{key}: {last[key]!r} -> {current[key]!r}" for key in changed)
+        raise ParamsError(
+            f"chapter {name!r} evaluates the model trained in {params.output_dir}, but these params differ from that "
+            f"run: {details}. They change the data or the model, so run `make chapter CHAPTER=training` (or "
+            f"`make report`) with them first, or leave them out of the params file.")
 
 
 def find_project_dir():
@@ -114,11 +134,15 @@ def run(args):
     names = list(CHAPTERS) if args.command == "report" else [args.name]
     if args.command == "chapter":
         check_trained_model(params, args.name)
-    write_run_records(params, args.params, names, keep_earlier=args.command == "chapter")
-    for name in names:
+        check_same_training(params, args.name)
+    record_command(params.output_dir, invocation())
+    for position, name in enumerate(names):
         start = time.perf_counter()
         run_chapter(name, params, project_dir=find_project_dir())
         logger.info("chapter %s finished in %.0f s", name, time.perf_counter() - start)
+        # Records follow each finished chapter, so a failed one leaves them describing what ran.
+        keep_earlier = args.command == "chapter" or position > 0
+        write_run_records(params, args.params, [name], keep_earlier=keep_earlier)
     if not args.no_render:
         _render(params.output_dir, args.renderer)
 

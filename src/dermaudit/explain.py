@@ -30,6 +30,8 @@ CAM_METHODS.register("hirescam")(pytorch_grad_cam.HiResCAM)
 CAM_METHODS.register("layercam")(pytorch_grad_cam.LayerCAM)
 CAM_METHODS.register("eigencam")(pytorch_grad_cam.EigenCAM)
 
+CAM_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "layercam": "LayerCAM",
+             "eigencam": "EigenCAM"}
 MELANOMA = CLASSES.index("mel")
 
 
@@ -63,7 +65,7 @@ def select_failure_cases(y_true, y_prob, n_cases=4):
         if len(chosen) >= n_cases:
             break
         if index not in {c[0] for c in chosen}:
-            chosen.append((index, "confident error"))
+            chosen.append((index, "error with the highest confidence"))
 
     return pd.DataFrame({
         "index": [int(i) for i, _ in chosen],
@@ -139,7 +141,7 @@ def cam_center_fraction(cam, center_fraction=0.5):
     return float(cam[top:h - top, left:w - left].sum()) / total
 
 
-def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=None):
+def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=None, cam_name="Grad-CAM"):
     """Return (diagnosis, mitigation) sentences for one failure case from its measured facts.
 
     Parameters
@@ -148,9 +150,12 @@ def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=Non
         Class codes.
     y_prob_row : numpy.ndarray of shape (n_classes,)
     center_share : float
-        :func:`cam_center_fraction` of the case's CAM.
+        :func:`cam_center_fraction` of the case's CAM. A map spread evenly puts 25% of its
+        mass in the central quarter, so only a share above that points at the lesion.
     mc_disagreement : float, optional
         Share of MC-Dropout passes whose prediction differs from the mean prediction.
+    cam_name : str
+        Name of the CAM method, as the text should call it.
     """
     order = np.argsort(-y_prob_row)
     true_rank = int(np.flatnonzero(order == CLASSES.index(true))[0]) + 1
@@ -159,9 +164,10 @@ def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=Non
     parts = [f"True class: {CLASS_DESCRIPTIONS[true]} ({true}). The model predicts {CLASS_DESCRIPTIONS[predicted]} "
              f"({predicted}) with probability {p_pred:.2f}; the true class gets {p_true:.2f} "
              f"(rank {true_rank} of {len(CLASSES)})."]
-    if center_share == center_share:  # not NaN
-        where = "on the lesion" if center_share >= 0.5 else "largely outside the lesion centre (skin, hair or artefacts)"
-        parts.append(f"{center_share:.0%} of the Grad-CAM mass lies in the central quarter of the image, so the evidence is {where}.")
+    has_share = center_share == center_share  # not NaN
+    if has_share:
+        parts.append(f"{center_share:.0%} of the {cam_name} mass lies in the central quarter of the image "
+                     f"(25% for an even spread), so the evidence is {_where(center_share)}.")
     if mc_disagreement is not None:
         parts.append(f"{mc_disagreement:.0%} of MC-Dropout passes disagree with the mean prediction.")
 
@@ -173,9 +179,20 @@ def diagnose_case(true, predicted, y_prob_row, center_share, mc_disagreement=Non
         mitigation.append("The error is confident, so uncertainty-based referral would not catch it; "
                           "more training examples of this confusion and calibrated probabilities are needed.")
     else:
-        mitigation.append("The prediction is not confident; refer images with low top-class probability "
-                          "or high MC-Dropout disagreement to a dermatologist.")
-    if center_share == center_share and center_share < 0.5:
+        mitigation.append(f"The top-class probability is only {p_pred:.2f}; refer images with low top-class "
+                          "probability or high MC-Dropout disagreement to a dermatologist.")
+    if has_share and center_share <= CENTER_SHARE_EVEN:
         mitigation.append("Attention off the lesion suggests shortcut learning: crop or mask the surroundings, "
                           "remove hair and ruler artefacts, or augment them away.")
     return " ".join(parts), " ".join(mitigation)
+
+
+CENTER_SHARE_EVEN = 0.25  # share of the central quarter under a uniform map
+
+
+def _where(center_share):
+    if center_share >= 0.5:
+        return "concentrated on the lesion centre"
+    if center_share > CENTER_SHARE_EVEN:
+        return "spread over the lesion and its surroundings"
+    return "no more on the lesion centre than an even spread, so largely on skin, hair or artefacts"

@@ -216,15 +216,15 @@ def uncertainty_figure(uncertainty, correct, label):
     return fig
 
 
-def case_figure(image, cam, y_prob_row, title):
-    """Draw one case: the image, its Grad-CAM overlay and the class probabilities."""
+def case_figure(image, cam, y_prob_row, title, cam_name="Grad-CAM"):
+    """Draw one case: the image, its class activation map overlay and the class probabilities."""
     rgb = np.asarray(image, dtype=np.float32) / 255.0
     overlay = show_cam_on_image(rgb, cam, use_rgb=True)
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 1, 1.3]})
     axes[0].imshow(image)
     axes[0].set_title("image")
     axes[1].imshow(overlay)
-    axes[1].set_title("Grad-CAM (predicted class)")
+    axes[1].set_title(f"{cam_name} (predicted class)")
     for ax in axes[:2]:
         ax.axis("off")
     axes[2].barh(CLASSES, y_prob_row, color=sns.color_palette()[0])

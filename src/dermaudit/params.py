@@ -7,6 +7,7 @@ warns about unknown parameters, so the validation here is what rejects a typo.
 """
 
 import dataclasses
+import difflib
 import logging
 from pathlib import Path
 
@@ -186,9 +187,8 @@ def _check_names(params, source):
     from dermaudit.slices import SLICES
 
     if not timm.is_model(params.model_name):
-        stem = params.model_name.rstrip("0123456789_")
-        close = [name for name in timm.list_models(f"{stem}*") if "." not in name][:12]
-        raise ParamsError(f"{source}: unknown timm model {params.model_name!r}; names starting like it: "
+        close = difflib.get_close_matches(params.model_name.lower(), timm.list_models(), n=5, cutoff=0.6)
+        raise ParamsError(f"{source}: unknown timm model {params.model_name!r}; closest names: "
                           f"{', '.join(close) or 'none'}. timm.list_models() lists all of them.")
     for key, registry in (("corruptions", CORRUPTIONS), ("slices", SLICES)):
         names = getattr(params, key)

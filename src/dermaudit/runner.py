@@ -84,17 +84,17 @@ def run_chapter(name, params, project_dir="."):
         papermill.execute_notebook(str(source), str(running), parameters=values, kernel_name="python3",
                                    cwd=str(notebooks), progress_bar=params.progress)
     except PapermillExecutionError as err:
+        # The notebook of the last successful run stays, so the output folder still renders
+        # the state that params.yaml and run.json describe.
         os.replace(running, failed)
-        final.unlink(missing_ok=True)  # A stale notebook from an earlier run must not reach the report.
         raise ChapterExecutionError(
             f"chapter {name!r} ({source}) failed in cell {err.exec_count} with {err.ename}: {err.evalue.rstrip('.')}. "
             f"The executed notebook is kept at {failed}; open it to see the traceback, fix the cause and rerun "
             f"`make chapter CHAPTER={name}{_output_dir_option(params.output_dir)}`."
         ) from err
     except BaseException:
-        # Kernel death or Ctrl-C: nothing executed completely, so nothing is kept.
+        # Kernel death or Ctrl-C: the partial notebook is dropped, the last successful one stays.
         running.unlink(missing_ok=True)
-        final.unlink(missing_ok=True)
         raise
     os.replace(running, final)
     failed.unlink(missing_ok=True)
@@ -117,10 +117,10 @@ def describe_test_set(params):
     """Return the test set of a run in words, as the report shows it."""
     if params.eval_root:
         return f"external: {Path(params.eval_root).resolve()}"
-    return f"internal test split (by lesion, {params.split_fractions[2]:.0%} of lesions)"
+    return f"internal test split (whole lesions, about {params.split_fractions[2]:.0%} of the images)"
 
 
-def write_run_records(params, params_file, chapters, keep_earlier=False, argv=None):
+def write_run_records(params, params_file, chapters, keep_earlier=False):
     """Write the resolved params (``params.yaml``) and ``run.json`` describing the run into the output folder.
 
     ``run.json`` records, per chapter, the params file and test set it last ran with. When
@@ -130,14 +130,18 @@ def write_run_records(params, params_file, chapters, keep_earlier=False, argv=No
     output_dir = Path(params.output_dir).resolve()
     resolved = chapter_values(params, PARAM_NAMES)  # every key, with absolute paths
     write_text(output_dir / "params.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    record_command(output_dir, argv or _invocation())
 
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     earlier = previous_run(output_dir) if keep_earlier else {}
     entries = dict(earlier.get("chapters", {}))
     for name in chapters:
-        entries[name] = {"params_file": str(params_file) if params_file else "defaults",
-                         "test_set": describe_test_set(params), "run_at": now}
+        if params_file:
+            source = str(params_file)
+        elif keep_earlier:
+            source = "params of the last run"
+        else:
+            source = "defaults"
+        entries[name] = {"params_file": source, "test_set": describe_test_set(params), "run_at": now}
 
     run = {
         "data_source": "real" if params.data_root else "synthetic",
@@ -167,7 +171,7 @@ def _summarize(entries, key, chapters):
     return "mixed: " + "; ".join(f"{', '.join(names)}: {value}" for value, names in by_value.items())
 
 
-def _invocation():
+def invocation():
     """Return the command line of this process in a form that can be run again."""
     program = Path(sys.argv[0])
     if program.name == "__main__.py":  # started as python -m dermaudit
