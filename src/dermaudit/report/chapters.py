@@ -76,9 +76,12 @@ def run_pandoc(pandoc_path, args, cwd):
     return result.stdout
 
 
-def _chapter_command_hint(stem):
-    name = stem.split("-", 1)[1]
-    return f"run `make report` to execute all chapters, or `make chapter CHAPTER={name}` to run this one"
+def _chapter_command_hint(notebook_path):
+    name = notebook_path.stem.split("-", 1)[1]
+    output_dir = notebook_path.parent.parent
+    option = "" if output_dir.resolve() == (Path.cwd() / "output").resolve() else f" OUTPUT_DIR={output_dir}"
+    return (f"run `make report{option}` to execute all chapters, or `make chapter CHAPTER={name}{option}` "
+            "to run this one")
 
 
 def _unfinished_cell(notebook):
@@ -101,14 +104,14 @@ def check_notebook(path):
         notebook = read_json(path)
     except (OSError, ValueError) as err:
         raise RenderError(f"executed notebook {path} could not be read as JSON ({err}); "
-                          f"{_chapter_command_hint(path.stem)}.") from err
+                          f"{_chapter_command_hint(path)}.") from err
 
     record = notebook.get("metadata", {}).get("papermill", {})
     unfinished = _unfinished_cell(notebook)
     if record.get("exception") or unfinished is not None:
         where = f" (cell {unfinished[0]} is {unfinished[1]})" if unfinished else ""
         raise RenderError(f"executed notebook {path} is marked as failed by papermill{where}; open it to see "
-                          f"the error, fix the cause, then {_chapter_command_hint(path.stem)}.")
+                          f"the error, fix the cause, then {_chapter_command_hint(path)}.")
 
 
 def find_notebooks(output_dir):
@@ -128,7 +131,7 @@ def find_notebooks(output_dir):
         failed = path.with_suffix(".failed.ipynb")
         reason = f"it failed in the last run, see {failed}" if failed.is_file() else "it has not been run"
         raise RenderError(f"executed chapter notebook {path} not found ({reason}); "
-                          f"{_chapter_command_hint(path.stem)}.")
+                          f"{_chapter_command_hint(path)}.")
 
     for path in paths:
         check_notebook(path)
