@@ -71,9 +71,9 @@ def main():
     peak_rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     clean = json.loads((output_dir / "eval" / "clean_metrics.json").read_text())["overall"]
     times = chapter_times(completed.stderr)
-    shown = " ".join(["dermaudit report", "--params", args.params] + (["--data-root", args.data_root] if args.data_root else []))
+    command_text = " ".join(["dermaudit report", "--params", args.params] + (["--data-root", args.data_root] if args.data_root else []))
     entry = (
-        f"\n## {datetime.date.today().isoformat()}: `{shown}`\n\n"
+        f"\n## {datetime.date.today().isoformat()}: `{command_text}`\n\n"
         f"- Machine: {machine_description()}\n"
         f"- Wall time: {wall:.0f} s in all (training {times.get('training', '?')} s, robustness "
         f"{times.get('robustness', '?')} s, calibration {times.get('calibration', '?')} s, cases "

@@ -99,6 +99,18 @@ def test_clean_metrics_match_sklearn(run, request):
 
 
 @pytest.mark.parametrize("run", RUNS)
+def test_corruption_deltas_have_intervals(run, request):
+    results = json.loads((request.getfixturevalue(run) / "eval/corruptions.json").read_text())
+    for row in results["results"]:
+        clean = results["clean"][row["metric"]]["value"]
+        if row["value"] is None or clean is None:
+            continue
+        assert row["delta"] == pytest.approx(row["value"] - clean, abs=1e-9)
+        # A percentile interval from 20 resamples need not contain the point value, so only its order is checked.
+        assert row["delta_ci_low"] <= row["delta_ci_high"]
+
+
+@pytest.mark.parametrize("run", RUNS)
 def test_temperature_lowers_validation_nll(run, request):
     stats = json.loads((request.getfixturevalue(run) / "eval/calibration_stats.json").read_text())
     assert stats["temperature"] > 0

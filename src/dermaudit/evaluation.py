@@ -13,7 +13,7 @@ from tqdm import tqdm  # plain text bars on stderr, also inside a notebook kerne
 from dermaudit.calibration import softmax
 from dermaudit.classes import CLASSES
 from dermaudit.corruptions import CORRUPTIONS, apply_corruption
-from dermaudit.metrics import evaluate_predictions
+from dermaudit.metrics import evaluate_predictions, paired_metric_deltas
 from dermaudit.prediction import predict_logits
 
 logger = logging.getLogger(__name__)
@@ -58,15 +58,22 @@ def per_class_table(report):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def corruption_sweep(model, subset, clean_report, names=None, severities=(1, 2, 3, 4, 5), n_bootstrap=200,
+def corruption_sweep(model, subset, clean_y_prob, names=None, severities=(1, 2, 3, 4, 5), n_bootstrap=200,
                      seed=0, progress=True, **predict_kwargs):
     """Evaluate `model` on every corruption and domain shift at every severity.
+
+    Parameters
+    ----------
+    clean_y_prob : numpy.ndarray of shape (n_samples, n_classes)
+        Probabilities on the clean images, for the change from clean. Its interval comes
+        from a paired bootstrap that scores the clean and shifted predictions on the same
+        resampled lesions.
 
     Returns
     -------
     pandas.DataFrame
-        Long table with columns corruption, kind, severity, metric, value, ci_low, ci_high
-        and delta (value minus the clean value).
+        Long table with columns corruption, kind, severity, metric, value, ci_low, ci_high,
+        and delta, delta_ci_low, delta_ci_high (shifted minus clean).
     """
     names = list(names) if names else CORRUPTIONS.names()
     conditions = [(name, severity) for name in names for severity in severities]
@@ -76,15 +83,27 @@ def corruption_sweep(model, subset, clean_report, names=None, severities=(1, 2, 
         shifted = apply_corruption(name, subset.images, severity, seed=seed)
         y_prob = softmax(predict_logits(model, shifted, **predict_kwargs))
         report = evaluate_predictions(subset.y_true, y_prob, groups=subset.groups, n_bootstrap=n_bootstrap, seed=seed)
+        deltas = paired_metric_deltas(subset.y_true, clean_y_prob, y_prob, groups=subset.groups,
+                                      n_bootstrap=n_bootstrap, seed=seed)
         for metric in SWEEP_METRICS:
-            cell = report["overall"][metric]
-            clean = clean_report["overall"][metric]["value"]
+            cell, delta = report["overall"][metric], deltas[metric]
             rows.append(dict(corruption=name, kind=kind, severity=severity, metric=metric, value=cell["value"],
-                             ci_low=cell["ci_low"], ci_high=cell["ci_high"], delta=cell["value"] - clean))
+                             ci_low=cell["ci_low"], ci_high=cell["ci_high"], delta=delta["value"],
+                             delta_ci_low=delta["ci_low"], delta_ci_high=delta["ci_high"]))
     return pd.DataFrame(rows)
 
 
-def sweep_summary(sweep, metric="balanced_accuracy"):
-    """Return a corruption x severity table of `metric` change from clean."""
-    table = sweep[sweep["metric"] == metric]
-    return table.pivot_table(index=["kind", "corruption"], columns="severity", values="delta", sort=False)
+def sweep_summary(sweep, metric="balanced_accuracy", digits=3):
+    """Return a corruption x severity table of the change of `metric` from clean, as "delta [low, high]"."""
+    table = sweep[sweep["metric"] == metric].copy()
+    table["cell"] = [_format_delta(row, digits) for row in table.itertuples()]
+    return table.pivot(index=["kind", "corruption"], columns="severity", values="cell").reindex(
+        pd.MultiIndex.from_frame(table[["kind", "corruption"]].drop_duplicates()))
+
+
+def _format_delta(row, digits):
+    if pd.isna(row.delta):
+        return "undefined"
+    if pd.isna(row.delta_ci_low):
+        return f"{row.delta:+.{digits}f}"
+    return f"{row.delta:+.{digits}f} [{row.delta_ci_low:+.{digits}f}, {row.delta_ci_high:+.{digits}f}]"

@@ -81,9 +81,9 @@ def training_curves(history):
 def confusion_matrix_figure(matrix, normalize=True):
     """Draw a 7x7 confusion matrix (rows true, columns predicted); row-normalized when `normalize`."""
     counts = np.asarray(matrix, dtype=float)
-    shown = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
     fig, ax = plt.subplots(figsize=(6, 5))
-    sns.heatmap(shown, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", vmin=0,
+    sns.heatmap(values, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", vmin=0,
                 xticklabels=CLASSES, yticklabels=CLASSES, ax=ax, cbar=False)
     ax.set(xlabel="predicted", ylabel="true")
     fig.tight_layout()
@@ -151,8 +151,8 @@ def slice_figure(slice_table, metric="balanced_accuracy"):
     slices = list(dict.fromkeys(slice_table["slice"]))
     n_cols = min(2, len(slices))
     n_rows = int(np.ceil(len(slices) / n_cols))
-    most_groups = slice_table.groupby("slice").size().max()
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.5 * n_cols, (0.22 * most_groups + 0.8) * n_rows),
+    max_groups = slice_table.groupby("slice").size().max()
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.5 * n_cols, (0.22 * max_groups + 0.8) * n_rows),
                              squeeze=False)
     for ax, name in zip(axes.flat, slices):
         rows = slice_table[slice_table["slice"] == name]
