@@ -97,6 +97,9 @@ def sweep_summary(sweep, metric="balanced_accuracy", digits=3):
     """Return a corruption x severity table of the change of `metric` from clean, as "delta [low, high]"."""
     table = sweep[sweep["metric"] == metric].copy()
     table["cell"] = [_format_delta(row, digits) for row in table.itertuples()]
+    # Spaces, not underscores, so that narrow PDF table columns can wrap the names.
+    for column in ("kind", "corruption"):
+        table[column] = table[column].str.replace("_", " ")
     return table.pivot(index=["kind", "corruption"], columns="severity", values="cell").reindex(
         pd.MultiIndex.from_frame(table[["kind", "corruption"]].drop_duplicates()))
 
