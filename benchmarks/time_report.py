@@ -7,10 +7,10 @@ Usage (from the project folder, after `make setup`):
         --data-root ../shared/data/ham10000-small
 
 Each run starts from an empty output folder (default: a fresh folder under /tmp), so the
-image cache, the synthetic data and the model are built from scratch. The record contains the
-command, the machine (CPU count and model, memory, torch version and device), the wall time
-of each chapter, the peak resident memory of the largest process (the CLI or a chapter kernel), and the
-clean balanced accuracy and macro AUROC that the run reported.
+image cache, the synthetic data and the model are built from scratch. The record contains
+the command and the machine (CPU count and model, memory, torch version and device). It also
+contains the wall time of each chapter, the peak resident memory of the largest process (the
+CLI or a chapter kernel), and the clean balanced accuracy and macro AUROC of the run.
 """
 
 import argparse

@@ -43,18 +43,12 @@ def overall_table(report, metrics=SWEEP_METRICS):
 
 def per_class_table(report):
     """Return the per-class metrics of an evaluation report, formatted "value [low, high]"."""
-    def fmt(cell):
-        if cell["value"] is None or pd.isna(cell["value"]):
-            return "undefined"
-        if cell["ci_low"] is None or pd.isna(cell["ci_low"]):
-            return f"{cell['value']:.3f}"
-        return f"{cell['value']:.3f} [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]"
-
     rows = {}
     for name in CLASSES:
         entry = report["per_class"][name]
-        rows[name] = {"n positive": entry["n_positive"], "AUROC": fmt(entry["auroc"]), "AUPRC": fmt(entry["auprc"]),
-                      "sensitivity at 95% specificity": fmt(entry["sens_at_95spec"])}
+        rows[name] = {"n positive": entry["n_positive"], "AUROC": format_cell(entry["auroc"]),
+                      "AUPRC": format_cell(entry["auprc"]),
+                      "sensitivity at 95% specificity": format_cell(entry["sens_at_95spec"])}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -96,7 +90,8 @@ def corruption_sweep(model, subset, clean_y_prob, names=None, severities=(1, 2, 
 def sweep_summary(sweep, metric="balanced_accuracy", digits=3):
     """Return a corruption x severity table of the change of `metric` from clean, as "delta [low, high]"."""
     table = sweep[sweep["metric"] == metric].copy()
-    table["cell"] = [_format_delta(row, digits) for row in table.itertuples()]
+    table["cell"] = [format_interval(row.delta, row.delta_ci_low, row.delta_ci_high, digits, signed=True)
+                     for row in table.itertuples()]
     # Spaces, not underscores, so that narrow PDF table columns can wrap the names.
     for column in ("kind", "corruption"):
         table[column] = table[column].str.replace("_", " ")
@@ -104,9 +99,28 @@ def sweep_summary(sweep, metric="balanced_accuracy", digits=3):
         pd.MultiIndex.from_frame(table[["kind", "corruption"]].drop_duplicates()))
 
 
-def _format_delta(row, digits):
-    if pd.isna(row.delta):
+def format_interval(value, low, high, digits=3, signed=False):
+    """Format a value and its interval as "0.812 [0.780, 0.840]".
+
+    Returns "undefined" when the value is missing and the value alone when the interval is.
+    Missing means NaN (in memory) or None (after a JSON round trip). `signed` prefixes
+    every number with its sign, for changes.
+    """
+    if is_missing(value):
         return "undefined"
-    if pd.isna(row.delta_ci_low):
-        return f"{row.delta:+.{digits}f}"
-    return f"{row.delta:+.{digits}f} [{row.delta_ci_low:+.{digits}f}, {row.delta_ci_high:+.{digits}f}]"
+    number = f"{{:{'+' if signed else ''}.{digits}f}}"
+    if is_missing(low):
+        return number.format(value)
+    return f"{number.format(value)} [{number.format(low)}, {number.format(high)}]"
+
+
+def format_cell(cell, digits=3):
+    """Format an evaluation cell {"value", "ci_low", "ci_high"} with :func:`format_interval`."""
+    if cell is None:
+        return "undefined"
+    return format_interval(cell.get("value"), cell.get("ci_low"), cell.get("ci_high"), digits)
+
+
+def is_missing(value):
+    """Return True for None (a JSON null) and NaN, the two forms of an undefined metric."""
+    return value is None or pd.isna(value)

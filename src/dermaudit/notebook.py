@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 from IPython.display import Markdown, display
 
+from dermaudit.evaluation import format_cell, format_interval, is_missing  # format_interval: used by the chapters
 from dermaudit.params import PARAM_NAMES, resolve_params
 
 
@@ -43,24 +44,8 @@ def show_table(table, digits=3):
     display(table.round(digits) if isinstance(table, pd.DataFrame) else table)
 
 
-def format_interval(value, low, high, digits=3):
-    """Format a value and its interval as "0.812 [0.780, 0.840]", or "undefined" when the value is missing."""
-    if _missing(value):
-        return "undefined"
-    if _missing(low):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-
-
 def format_ci(cell, digits=3):
     """Format an evaluation cell {"value", "ci_low", "ci_high"} as "0.812 (95% CI 0.780 to 0.840)"."""
-    if cell is None or _missing(cell.get("value")):
-        return "undefined"
-    if _missing(cell.get("ci_low")):
-        return f"{cell['value']:.{digits}f}"
+    if cell is None or is_missing(cell.get("value")) or is_missing(cell.get("ci_low")):
+        return format_cell(cell, digits)
     return f"{cell['value']:.{digits}f} (95% CI {cell['ci_low']:.{digits}f} to {cell['ci_high']:.{digits}f})"
-
-
-def _missing(value):
-    # Undefined metrics are NaN in memory and null (None) after a JSON round trip.
-    return value is None or pd.isna(value)

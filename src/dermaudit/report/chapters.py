@@ -4,7 +4,7 @@ Both renderers read the same sources: ``report.qmd`` includes the files written 
 ``OUTPUT_DIR/_report_src/``:
 
 - ``00-run-info.md``: the key facts of the run from ``run.json`` and, for synthetic
-  data, a warning callout that the numbers say nothing about real dermoscopy;
+  data, a warning callout that the numbers tell nothing about real dermoscopy;
 - ``NN-name.md`` for each chapter: the notebook converted by pandoc with the Lua filter
   ``chapter.lua`` (code, parameters cells and log streams dropped, figures and pandas
   tables turned into captioned, labelled figures and tables);
